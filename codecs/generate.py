@@ -4,7 +4,8 @@
     python codecs/generate.py          write the artefacts
     python codecs/generate.py --check  exit 1 if a committed artefact is out of date (CI runs this)
 
-Artefacts: citynode_codec/_tables.py (Python and MicroPython), js/citynode.js (TS013 codec for The Things
+Artefacts: citynode_codec/_tables.py (Python and MicroPython), citynode_codec/_fast.py (straight-line
+CPython decoders for the bridge), js/citynode.js (TS013 codec for The Things
 Stack and ChirpStack), js/examples.json (TS013 example vectors) and ttn/citynode-codec.yaml (TTN
 device-repository codec definition). The spec is validated first; an inconsistent spec stops here, with
 the message and field that are wrong, instead of producing a codec that misreads payloads.
@@ -22,6 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SPEC_PATH = HERE / "spec" / "citynode.json"
 TABLES_PATH = HERE / "citynode_codec" / "_tables.py"
+FAST_PATH = HERE / "citynode_codec" / "_fast.py"
 JS_TEMPLATE = HERE / "js" / "codec.template.js"
 JS_PATH = HERE / "js" / "citynode.js"
 EXAMPLES_PATH = HERE / "js" / "examples.json"
@@ -263,6 +265,159 @@ def render_python(spec: dict, c: Compiler, msgs: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ----------------------------------------------------------------------------------- fast path
+
+
+class _Fast:
+    """Straight-line CPython decoder source for one message (no series: those use the interpreter).
+
+    Field positions are static where the layout allows (`o` carries the length of optional fields read so
+    far). Reading past the end makes a negative shift, which raises ValueError; the function returns None
+    for that and for anything else irregular (range, unknown code, length, padding), and the caller then
+    runs the interpreter, which produces the error text.
+    """
+
+    def __init__(self, c: Compiler):
+        self.c = c
+        self.lines: list[str] = []
+        self.consts: dict[str, str] = {}
+        self.pos = 0  # static bit position; the dynamic part is the variable `o`
+        self.dynamic = False
+
+    def const(self, prefix: str, value: str, numbered: bool = True) -> str:
+        for name, v in self.consts.items():
+            if v == value:
+                return name
+        name = f"{prefix}{sum(1 for k in self.consts if k.startswith(prefix))}" if numbered else prefix
+        self.consts[name] = value
+        return name
+
+    def emit(self, depth: int, text: str) -> None:
+        self.lines.append("    " * depth + text)
+
+    def end(self) -> str:
+        """The bit position just read up to, as an expression over `total`'s complement."""
+        return f"({self.pos} + o)" if self.dynamic else str(self.pos)
+
+    def read(self, depth: int, bits: int) -> None:
+        self.pos += bits
+        self.emit(depth, f"x = (n >> (total - {self.end()})) & {(1 << bits) - 1}")
+
+    def ops(self, ops: list, depth: int) -> bool:
+        for op in ops:
+            code = op[0]
+            if code == OP_FIELD:
+                self.field(self.c.fields[op[1]], depth)
+            elif code == OP_OPTIONAL:
+                f = self.c.fields[op[1]]
+                if not self.dynamic:
+                    self.emit(depth, "o = 0")
+                    self.dynamic = True
+                self.emit(depth, f"if q_{op[1]}:")
+                self.field(f, depth + 1)
+                self.pos -= f[2]
+                self.emit(depth + 1, f"o += {f[2]}")
+            elif code == OP_PRESENCE:
+                for name in op[1]:
+                    self.pos += 1
+                    self.emit(depth, f"q_{name} = (n >> (total - {self.end()})) & 1")
+            elif code == OP_FLAGS:
+                table = tuple(tuple(op[2][i] for i in range(len(op[2])) if x & (1 << (op[1] - 1 - i)))
+                              for x in range(1 << op[1]))
+                const = self.const("_FLAGS", repr(table))
+                self.read(depth, op[1])
+                self.emit(depth, f"d['flags'] = list({const}[x])")
+            elif code == OP_SWITCH:
+                start, dynamic = self.pos, self.dynamic
+                if not dynamic:
+                    self.emit(depth, "o = 0")
+                    self.dynamic = True
+                first = True
+                for value, case in op[2].items():
+                    self.emit(depth, f"{'if' if first else 'elif'} d[{op[1]!r}] == {value!r}:")
+                    self.pos = start
+                    if not self.ops(case, depth + 1):
+                        return False
+                    self.emit(depth + 1, f"o += {self.pos - start}")
+                    first = False
+                self.pos = start
+            else:
+                return False
+        return True
+
+    def field(self, f: list, depth: int) -> None:
+        name, kind, bits, mul, div, off, lo, hi, missing = f[:9]
+        self.read(depth, bits)
+        if kind == 0:
+            value = "x" if off == 0 else f"(x {'+' if off > 0 else '-'} {abs(off)})"
+            if mul != 1:
+                value = f"{value} * {mul}"
+            if div != 1:
+                value = f"{value} / {div}"
+            # The common case (a valid value) is tested first; missing and out-of-range come after.
+            valid = f"{lo} <= x <= {hi}" if lo > 0 else f"x <= {hi}"
+            if hi == (1 << bits) - 1 and lo == 0:
+                self.emit(depth, f"d[{name!r}] = {value}")
+            else:
+                self.emit(depth, f"if {valid}:")
+                self.emit(depth + 1, f"d[{name!r}] = {value}")
+                if missing is not None:
+                    self.emit(depth, f"elif x == {missing}:")
+                    self.emit(depth + 1, f"d[{name!r}] = None")
+                self.emit(depth, "else:")
+                self.emit(depth + 1, "return None")
+        elif kind == 1:
+            const = self.const(f"_ENUM_{name}", repr(tuple(f[10])), numbered=False)
+            if len(f[10]) < (1 << bits):
+                self.emit(depth, f"if x >= {len(f[10])}:")
+                self.emit(depth + 1, "return None")
+            self.emit(depth, f"d[{name!r}] = {const}[x]")
+        elif kind == 2:
+            self.emit(depth, f"d[{name!r}] = x == 1")
+        else:
+            a, b, c = f[10]
+            self.emit(depth, f"d[{name!r}] = '%d.%d.%d' % (x >> {b + c}, (x >> {c}) & {(1 << b) - 1}, "
+                             f"x & {(1 << c) - 1})")
+
+    def function(self, name: str, fmt_bits: int, ops: list) -> list[str] | None:
+        self.lines, self.pos, self.dynamic = [], fmt_bits, False
+        self.emit(0, f"def _{name}(b):")
+        self.emit(1, "total = len(b) << 3")
+        self.emit(1, "n = int.from_bytes(b, 'big')")
+        self.emit(1, f"d = {{'message': {name!r}}}")
+        self.emit(1, "try:")
+        if not self.ops(ops, 2):
+            return None
+        self.emit(2, f"rest = total - {self.end()}")
+        self.emit(1, "except ValueError:  # a negative shift: the payload ended inside a field")
+        self.emit(2, "return None")
+        self.emit(1, "if rest > 7 or n & ((1 << rest) - 1):")
+        self.emit(2, "return None")
+        self.emit(1, "return d")
+        return self.lines
+
+
+def render_fast(spec: dict, c: Compiler, msgs: dict) -> str:
+    fast = _Fast(c)
+    funcs, ports = [], {0: [], 1: []}
+    for name, m in msgs.items():
+        if m["ops"] is None:
+            continue
+        lines = fast.function(name, spec["encoding"]["header"]["bits"], m["ops"])
+        if lines is None:
+            continue
+        funcs.append("\n".join(lines))
+        ports[m["dir"]].append(f"    {m['fport']}: ({m['format']}, _{name}),")
+    head = ["# Generated by codecs/generate.py from codecs/spec/citynode.json. Do not edit.",
+            "# Straight-line decoders for CPython (the bridge), generated from the same tables as the interpreter",
+            "# in codec.py: they return the decoded data, or None for anything irregular, and codec.py then",
+            "# runs the interpreter, which says what is wrong. Not loaded on MicroPython.", ""]
+    head += [f"{k} = {v}" for k, v in fast.consts.items()]
+    body = "\n\n\n".join(funcs)
+    tail = ["UPLINK = {"] + ports[0] + ["}", "DOWNLINK = {"] + ports[1] + ["}"]
+    return "\n".join(head) + "\n\n\n" + body + "\n\n\n" + "\n".join(tail) + "\n"
+
+
 # ------------------------------------------------------------------------------------------- JS
 
 
@@ -340,6 +495,7 @@ def artefacts(spec: dict) -> dict[Path, str]:
     c, msgs = compile_spec(spec)
     return {
         TABLES_PATH: render_python(spec, c, msgs),
+        FAST_PATH: render_fast(spec, c, msgs),
         JS_PATH: render_js(spec, c, msgs),
         EXAMPLES_PATH: render_examples(spec),
         TTN_PATH: render_ttn(spec),

@@ -54,3 +54,12 @@ def node() -> str:
 @pytest.fixture(scope="session")
 def vectors() -> list[dict]:
     return json.loads(EXAMPLES.read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def mosquitto(tmp_path):
+    """A fresh Mosquitto on a free loopback port, stopped after the test."""
+    from brokers import Mosquitto
+
+    with Mosquitto(tmp_path / "mosquitto") as broker:
+        yield broker

@@ -112,7 +112,8 @@ class _Decoder:
                     k = self.item(depth + 1)
                     if k is _BREAK:
                         return out
-                    out[_key(k)] = self._value(depth)
+                    k = _key(k)  # check the key before reading its value, as the JS codec does
+                    out[k] = self._value(depth)
             if major == 2:
                 raise _Bad('unsupported type')
             raise _Bad('invalid')
@@ -139,7 +140,8 @@ class _Decoder:
                 k = self.item(depth + 1)
                 if k is _BREAK:
                     raise _Bad('invalid')
-                out[_key(k)] = self._value(depth)
+                k = _key(k)
+                out[k] = self._value(depth)
             return out
         raise _Bad('unsupported type')  # byte strings (2) and tags (6)
 
@@ -275,8 +277,8 @@ def _encode(out, x):
             _head(out, 1, -1 - x)
     elif isinstance(x, float):
         # Shortest exact form keeps debug frames small: single precision when lossless, else double.
-        b = struct.pack('>f', x)
-        if struct.unpack('>f', b)[0] == x:
+        b = struct.pack('>f', x) if -3.4028234663852886e38 <= x <= 3.4028234663852886e38 else None
+        if b is not None and struct.unpack('>f', b)[0] == x:
             out.append(0xFA)
             out.extend(b)
         else:

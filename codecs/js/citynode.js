@@ -404,7 +404,7 @@ CborDecoder.prototype.arg = function (info) {
   if (info === 26) { return uint(this.take(4)); }
   if (info === 27) {
     var b = this.take(8), hi = uint(b.slice(0, 4)), lo = uint(b.slice(4, 8));
-    if (hi > 0x200000 || (hi === 0x200000 && lo > 0)) { return MAX_INT + 1; }
+    if (hi > 0x200000 || (hi === 0x200000 && lo > 0)) { return Infinity; } // beyond 2^53: refused by the caller
     return hi * 4294967296 + lo;
   }
   throw new CborBad('invalid');

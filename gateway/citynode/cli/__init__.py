@@ -1,0 +1,1 @@
+"""The `citynode` command line: one module per command, listed in main.COMMANDS."""

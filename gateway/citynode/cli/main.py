@@ -1,0 +1,51 @@
+"""`citynode <command> ...`: the table of commands and the dispatcher.
+
+Each command lives in its own module with `add_arguments(parser)` and `run(args) -> int` (the exit code).
+Modules import their heavy dependencies inside run(), so `citynode --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help shown in `citynode --help`)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "decode": ("citynode.cli.decode", "decode payloads (hex or fport:hex lines) to JSON"),
+    "encode": ("citynode.cli.encode", "encode a message (e.g. a downlink) to fport:hex"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from citynode import __version__
+
+    parser = argparse.ArgumentParser(prog="citynode", description="citynode: open sensor nodes for cities, "
+                                     "from the board to the urban data platform's MQTT.")
+    parser.add_argument("--version", action="version", version=f"citynode {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        mod = importlib.import_module(module)
+        p = sub.add_parser(name, help=help_text, description=(mod.__doc__ or help_text).strip(),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `citynode decode < log | head` closed the pipe: not an error
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
