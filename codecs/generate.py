@@ -154,7 +154,10 @@ class Compiler:
                 for n in names:
                     if self.fields[n][1] != 0 or self.fields[n][2] + 1 >= (1 << WIDTH_BITS):
                         raise SpecError(f"{msg}: series field {n} must be a number of at most 13 bits")
-                out.append([OP_SERIES, names, count])
+                offset = item.get("offset")
+                if offset is not None and (offset not in names or not seen.get("presence", {}).get(offset)):
+                    raise SpecError(f"{msg}: series offset {offset} must be an optional series field")
+                out.append([OP_SERIES, names, count, offset])
                 seen["series"] = count
             else:
                 raise SpecError(f"{msg}: unknown layout item {item}")
@@ -187,7 +190,7 @@ class Compiler:
 def _find_series(ops: list):
     for op in ops:
         if op[0] == OP_SERIES:
-            return op[2]
+            return [op[2], op[3]]
         if op[0] == OP_SWITCH:
             for case in op[2].values():
                 found = _find_series(case)
@@ -234,7 +237,7 @@ def _py_ops(ops: list) -> str:
             parts.append(f"({OP_SWITCH}, {op[1]!r}, {{{cases}}})")
         else:
             fields = ", ".join(f"F_{n}" for n in op[1])
-            parts.append(f"({OP_SERIES}, ({fields},), {op[2]!r})")
+            parts.append(f"({OP_SERIES}, ({fields},), {op[2]!r}, {op[3]!r})")
     return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
 
 
@@ -263,7 +266,8 @@ def render_python(spec: dict, c: Compiler, msgs: dict) -> str:
         lines.append(f"{label} = {{")
         lines += [f"    {m['fport']}: MESSAGES[{n!r}]," for n, m in msgs.items() if m["dir"] == d]
         lines.append("}")
-    lines.append("SERIES = {" + ", ".join(f"{n!r}: {m['series']!r}" for n, m in msgs.items() if m["series"]) + "}")
+    lines.append("# message -> (count field, offset field or None)")
+    lines.append("SERIES = {" + ", ".join(f"{n!r}: {_py(m['series'])}" for n, m in msgs.items() if m["series"]) + "}")
     return "\n".join(lines) + "\n"
 
 
@@ -532,8 +536,10 @@ def _layout_rows(c: Compiler, ops: list, rows: list, pos: list, cond: str = "") 
             pos[0] = None
             for name in op[1]:
                 f = c.fields[name]
+                when = "only if its presence bit is 1: " if name in c.spec["fields"] and op[3] == name else ""
                 rows.append(("…", f"{f[2]} + 4 + (n−1)·w", f"series `{name}`",
-                             f"first raw value, delta width w, zigzag deltas. {_meaning(f, c.spec['fields'][name])}"))
+                             f"{when}first raw value, delta width w, zigzag deltas. "
+                             f"{_meaning(f, c.spec['fields'][name])}"))
 
 
 def _meaning(f: list, spec: dict) -> str:

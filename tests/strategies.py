@@ -66,13 +66,22 @@ def _ops(draw, ops, data: dict, present: dict):
             data[op[2]] = count
             interval = data.get("sample_interval_s", 0)
             samples = [{"offset_s": (i - count + 1) * interval} for i in range(count)]
+            offset = op[3]
             for f in op[1]:
-                if f[0] in present and not present[f[0]]:
+                if f[0] in present and not present[f[0]] or f[0] == offset:
                     continue
                 # Series keep missing values as gaps (null), never as the missing code.
                 values = st.one_of(field_value(f, allow_missing=False), st.none())
                 for s in samples:
                     s[f[0]] = draw(values)
+            if offset is not None and present.get(offset):
+                # Unevenly spaced samples: ages in whole minutes; decoders give them back as offset_s.
+                ages = draw(st.lists(st.integers(0, 4095), min_size=count, max_size=count))
+                regular = [(i - count + 1) * interval for i in range(count)]
+                if [-60 * a for a in ages] == regular:
+                    ages[0] += 1 if ages[0] < 4095 else -1
+                for s, a in zip(samples, ages, strict=True):
+                    s["offset_s"] = -60 * a
             data["samples"] = samples
     return data
 

@@ -72,6 +72,7 @@ BATCH = """
 0001        sample_count raw 1 -> 2 samples
 00111100    sample_interval_s raw 60 -> 3600 s
 00000       flags: none
+0           presence: no age_s series (samples evenly spaced)
 1000111     battery_v raw 71 -> 3.42 V
 0           gaps: none
 0101000     fill_pct first raw 40
@@ -81,7 +82,8 @@ BATCH = """
 0000        delta width 0 (unchanged)
 0110110     temperature_c first raw 54 -> 14 °C
 0010        delta width 2
-01          zigzag 1 -> -1 -> 13 °C (72 bits: no padding)
+01          zigzag 1 -> -1 -> 13 °C
+0000000     padding (73 bits -> 10 bytes)
 """
 
 
@@ -106,3 +108,31 @@ def test_downlink_starts_with_format_and_sequence():
     assert encode("set_geometry", {"seq": 3, "empty_distance_m": 1.3, "full_distance_m": 0.25}) \
         == (23, diagram(SET_GEOMETRY))
     assert decode_downlink(23, diagram(SET_GEOMETRY))["data"]["empty_distance_m"] == 1.3
+
+
+AGED = """
+0011        format 3: batch
+01          node_kind fill
+0001        sample_count raw 1 -> 2 samples
+00001111    sample_interval_s raw 15 -> 900 s
+00000       flags: none
+1           presence: age_s series follows (samples not evenly spaced)
+1000111     battery_v raw 71 -> 3.42 V
+0           gaps: none
+0101000     fill_pct first raw 40
+0000        delta width 0
+0001100100  distance_m first raw 100 -> 1.00 m
+0000        delta width 0
+0110100     temperature_c first raw 52 -> 12 °C
+0000        delta width 0
+000000001010  age_s first raw 10 -> 600 s
+0101        delta width 5
+10011       zigzag 19 -> -10 -> age 0 s
+0000000     padding (89 bits -> 12 bytes)
+"""
+
+
+def test_unevenly_spaced_samples_carry_their_age():
+    data = decode_uplink(3, diagram(AGED))["data"]
+    assert [s["offset_s"] for s in data["samples"]] == [-600, 0]
+    assert "age_s" not in data["samples"][0]

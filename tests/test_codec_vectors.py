@@ -15,7 +15,7 @@ from citynode_codec import decode_uplink
 
 import generate
 from codec_peers import VECTOR_FN, micropython_peer, node_peer, python_call
-from conftest import EXAMPLES
+from helpers import EXAMPLES
 
 VECTORS = json.loads(EXAMPLES.read_text(encoding="utf-8"))
 

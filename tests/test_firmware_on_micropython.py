@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, micropython_binary
+from helpers import ROOT, micropython_binary
 
 FIRMWARE_TESTS = ROOT / "tests" / "firmware"
 

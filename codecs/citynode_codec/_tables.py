@@ -36,6 +36,7 @@ F_distance_m = ('distance_m', 0, 10, 1, 100, 0, 0, 1000, 1023, None, None, 2, '0
 F_temperature_c = ('temperature_c', 0, 7, 1, 1, -40, 0, 125, 127, None, None, 0, '-40', '85')
 F_event = ('event', 1, 4, 1, 1, 0, 0, 7, None, None, ('fill_full', 'emptied', 'soil_dry', 'soil_wet', 'battery_low', 'sensor_fault', 'tilt', 'overheat'), 0, '', '')
 F_cleared = ('cleared', 2, 1, 1, 1, 0, 0, 1, None, None, None, 0, '', '')
+F_age_s = ('age_s', 0, 12, 60, 1, 0, 0, 4095, None, None, None, 0, '0', '245700')
 F_sample_interval_s = ('sample_interval_s', 0, 8, 60, 1, 0, 1, 255, None, None, None, 0, '60', '15300')
 F_sample_count = ('sample_count', 0, 4, 1, 1, 1, 0, 15, None, None, None, 0, '1', '16')
 F_batch_size = ('batch_size', 0, 4, 1, 1, 1, 0, 15, None, None, None, 0, '1', '16')
@@ -70,6 +71,7 @@ FIELDS = {
     'temperature_c': F_temperature_c,
     'event': F_event,
     'cleared': F_cleared,
+    'age_s': F_age_s,
     'sample_interval_s': F_sample_interval_s,
     'sample_count': F_sample_count,
     'batch_size': F_batch_size,
@@ -94,7 +96,7 @@ FIELDS = {
 MESSAGES = {
     'soil_reading': ('soil_reading', 0, 1, 1, 1, ((3, 5, ('sensor_fault', 'out_of_range', 'uncalibrated', 'low_battery', 'config_error')), (2, ('soil_tension_kpa', 'soil_ec_us_cm')), (0, F_vwc_pct), (0, F_soil_temperature_c), (0, F_battery_v), (1, F_soil_tension_kpa), (1, F_soil_ec_us_cm))),
     'fill_reading': ('fill_reading', 0, 2, 2, 1, ((3, 5, ('sensor_fault', 'out_of_range', 'tilt', 'low_battery', 'config_error')), (0, F_fill_pct), (0, F_distance_m), (0, F_temperature_c), (0, F_battery_v))),
-    'batch': ('batch', 0, 3, 3, 1, ((0, F_node_kind), (0, F_sample_count), (0, F_sample_interval_s), (4, 'node_kind', {'soil': ((3, 5, ('sensor_fault', 'out_of_range', 'uncalibrated', 'low_battery', 'config_error')), (2, ('soil_tension_kpa', 'soil_ec_us_cm')), (0, F_battery_v), (5, (F_vwc_pct, F_soil_temperature_c, F_soil_tension_kpa, F_soil_ec_us_cm,), 'sample_count')), 'fill': ((3, 5, ('sensor_fault', 'out_of_range', 'tilt', 'low_battery', 'config_error')), (0, F_battery_v), (5, (F_fill_pct, F_distance_m, F_temperature_c,), 'sample_count'))}))),
+    'batch': ('batch', 0, 3, 3, 1, ((0, F_node_kind), (0, F_sample_count), (0, F_sample_interval_s), (4, 'node_kind', {'soil': ((3, 5, ('sensor_fault', 'out_of_range', 'uncalibrated', 'low_battery', 'config_error')), (2, ('soil_tension_kpa', 'soil_ec_us_cm', 'age_s')), (0, F_battery_v), (5, (F_vwc_pct, F_soil_temperature_c, F_soil_tension_kpa, F_soil_ec_us_cm, F_age_s,), 'sample_count', 'age_s')), 'fill': ((3, 5, ('sensor_fault', 'out_of_range', 'tilt', 'low_battery', 'config_error')), (2, ('age_s',)), (0, F_battery_v), (5, (F_fill_pct, F_distance_m, F_temperature_c, F_age_s,), 'sample_count', 'age_s'))}))),
     'alarm': ('alarm', 0, 4, 4, 1, ((0, F_node_kind), (0, F_event), (0, F_cleared), (4, 'node_kind', {'soil': ((3, 5, ('sensor_fault', 'out_of_range', 'uncalibrated', 'low_battery', 'config_error')), (2, ('soil_tension_kpa', 'soil_ec_us_cm')), (0, F_vwc_pct), (0, F_soil_temperature_c), (0, F_battery_v), (1, F_soil_tension_kpa), (1, F_soil_ec_us_cm)), 'fill': ((3, 5, ('sensor_fault', 'out_of_range', 'tilt', 'low_battery', 'config_error')), (0, F_fill_pct), (0, F_distance_m), (0, F_temperature_c), (0, F_battery_v))}))),
     'status': ('status', 0, 5, 5, 1, ((0, F_node_kind), (0, F_reset_cause), (3, 5, ('config_error', 'state_lost', 'low_battery', 'modem_error', 'uncalibrated')), (0, F_firmware_version), (0, F_wake_count), (0, F_sample_interval_s), (0, F_batch_size), (0, F_battery_v), (0, F_sensor_errors), (0, F_radio_errors), (0, F_config_crc))),
     'downlink_ack': ('downlink_ack', 0, 6, 6, 1, ((0, F_seq), (0, F_command), (0, F_result), (0, F_config_crc))),
@@ -126,4 +128,5 @@ DOWNLINK_PORTS = {
     25: MESSAGES['request_status'],
     26: MESSAGES['reboot'],
 }
-SERIES = {'batch': 'sample_count'}
+# message -> (count field, offset field or None)
+SERIES = {'batch': ('sample_count', 'age_s')}

