@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure the system programs citynode needs are present.
-#   scripts/system-deps.sh test   mosquitto (the tests start their own brokers) and node (JS codec tests)
+#   scripts/system-deps.sh test   mosquitto and redis-server (the tests start their own), node (JS codec tests)
 #   scripts/system-deps.sh demo   nothing is required: the demo embeds a Python broker when mosquitto is absent
 # Missing packages are installed with apt-get when this runs as root (CI, containers) or with passwordless
 # sudo; otherwise the script says what to install and fails.
@@ -11,6 +11,7 @@ if [ "$mode" = test ]; then
   command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
   command -v mosquitto_passwd >/dev/null 2>&1 || [ -x /usr/bin/mosquitto_passwd ] || need+=(mosquitto)
   command -v node >/dev/null 2>&1 || need+=(nodejs)
+  command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 # shellcheck disable=SC2207
