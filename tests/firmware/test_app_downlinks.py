@@ -1,6 +1,7 @@
 # Downlinks are validated against the config schema and the node's kind before anything changes.
-from citynode_codec import encode
 from citynode_fw.app import config, downlinks
+
+from citynode_codec import encode
 
 
 def _apply(cfg, message, **data):

@@ -1,7 +1,8 @@
 # Pending samples become batches: evenly spaced when the wakes were on time, with ages when not, and
 # always small enough for the slowest data rate.
-from citynode_codec import decode_uplink
 from citynode_fw.app import report, state
+
+from citynode_codec import decode_uplink
 
 T0 = 1_760_000_000
 

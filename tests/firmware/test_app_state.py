@@ -1,7 +1,6 @@
 # Sleep memory: a packed state round-trips; anything damaged is refused as a whole.
-from fakes import raises
-
 from citynode_fw.app import state
+from fakes import raises
 
 
 def test_a_packed_state_comes_back_unchanged():

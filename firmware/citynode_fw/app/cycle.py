@@ -16,7 +16,6 @@
 import json
 
 from citynode_codec import encode
-
 from citynode_fw import VERSION
 
 from . import alarms, config, downlinks, radios, report, sample, sensors, state
@@ -121,7 +120,7 @@ def run(hw):
     if cause != 'deep_sleep':
         st['boot'] = cause
     st['wake'] += 1
-    kind = cfg['kind']
+    cfg['kind']
     interval = cfg['sample_interval_s']
     try:
         sleep_ms = _wake(hw, cfg, cfg_errors, st, lost, cause, counter, wdt, now)
