@@ -120,7 +120,6 @@ def run(hw):
     if cause != 'deep_sleep':
         st['boot'] = cause
     st['wake'] += 1
-    cfg['kind']
     interval = cfg['sample_interval_s']
     try:
         sleep_ms = _wake(hw, cfg, cfg_errors, st, lost, cause, counter, wdt, now)
