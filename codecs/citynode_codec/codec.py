@@ -211,15 +211,19 @@ def _decode_port(ports, fport, payload):
         return {'errors': ['internal decoder error: %s' % e]}
 
 
+_FAST_UP = _FAST_DOWN = {}
 try:
-    # Straight-line decoders generated for CPython (the bridge); the interpreter above stays the reference
-    # and produces every error text. MicroPython has no such module on the board and skips this.
-    from . import _fast
+    import sys
 
-    _FAST_UP = _fast.UPLINK
-    _FAST_DOWN = _fast.DOWNLINK
+    # Straight-line decoders generated for CPython (the bridge); the interpreter above stays the reference
+    # and produces every error text. Not on MicroPython: the node only encodes, and RAM is precious there.
+    if sys.implementation.name != 'micropython':
+        from . import _fast
+
+        _FAST_UP = _fast.UPLINK
+        _FAST_DOWN = _fast.DOWNLINK
 except ImportError:
-    _FAST_UP = _FAST_DOWN = {}
+    pass
 
 
 _BYTES = (bytes, bytearray)
