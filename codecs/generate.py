@@ -513,7 +513,7 @@ def _layout_rows(c: Compiler, ops: list, rows: list, pos: list, cond: str = "") 
             f = c.fields[op[1]]
             spec = c.spec["fields"][op[1]]
             if code == OP_OPTIONAL:
-                rows.append((f"…", str(f[2]), f"`{f[0]}`", f"only if its presence bit is 1. {_meaning(f, spec)}"))
+                rows.append(("…", str(f[2]), f"`{f[0]}`", f"only if its presence bit is 1. {_meaning(f, spec)}"))
                 pos[0] = None
             else:
                 rows.append((at(f[2]), str(f[2]), f"`{f[0]}`", (cond + _meaning(f, spec)).strip()))

@@ -1,12 +1,12 @@
 # The Unix-port hardware layer: a simulated world behind simulated buses, driven by real drivers.
 import json
 
+from citynode_fw.app import cycle
+from citynode_fw.hal import sim, unix
 from fakes import FakeClock
 from modem_fakes import FakeRAK3172
 
 from citynode_codec import decode_uplink
-from citynode_fw.app import cycle
-from citynode_fw.hal import sim, unix
 
 
 def _world(scenario, hours=0):
@@ -62,7 +62,8 @@ def test_an_emulated_fill_node_reports_the_simulated_container():
     env = {'scenario': {'kind': 'fill', 'fill_start': 40, 'empty_m': 1.2, 'full_m': 0.2, 'temp_mean': 12,
                         'temp_swing': 0}}
     hw = unix.UnixHW(env=env, clock=clock, modem=rak.uart, rtc=_RTC(), log=lambda t: None)
-    hw.read_file = lambda name: files.get(name, json.dumps({'kind': 'fill', 'batch_size': 1}) if name == 'config.json' else None)
+    files['config.json'] = json.dumps({'kind': 'fill', 'batch_size': 1})
+    hw.read_file = files.get
     hw.write_file = files.__setitem__
     cycle.run(hw)
     sent = [decode_uplink(p, b)['data'] for p, b in rak.sent]
