@@ -65,6 +65,10 @@ class _Machine:
         _log.append(('deepsleep', ms))
 
     @staticmethod
+    def lightsleep(ms):
+        _log.append(('lightsleep', ms))
+
+    @staticmethod
     def time_pulse_us(pin, level, timeout):
         return 1234
 
@@ -117,3 +121,20 @@ def test_sleep_memory_and_deep_sleep_with_sensors_switched_off():
 def test_an_unknown_board_falls_back_to_the_devkit_map():
     hw = _esp32('no_such_board')
     assert hw.board['name'] == 'esp32_devkit'
+
+
+def test_waits_with_nothing_to_listen_to_light_sleep_but_short_ones_do_not():
+    hw = _esp32('esp32_devkit')
+    del _log[:]
+    hw.idle_clock.sleep_ms(300)
+    assert _log == [('lightsleep', 300)]
+    from citynode_fw.hal import esp32
+
+    slept = []
+    real = esp32.time
+    esp32.time = type('T', (), {'sleep_ms': staticmethod(slept.append)})
+    try:
+        hw.idle_clock.sleep_ms(2)  # too short to be worth a light sleep
+    finally:
+        esp32.time = real
+    assert slept == [2] and _log == [('lightsleep', 300)]

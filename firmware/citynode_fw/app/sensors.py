@@ -5,22 +5,28 @@
 
 
 def make(kind, cfg, hw):
-    """{role: driver}; roles: the main sensor (kind), 'temperature' or 'soil_temperature', 'battery'."""
+    """{role: driver}; roles: the main sensor (kind), 'temperature' or 'soil_temperature', 'battery'.
+
+    Drivers that only wait (a probe settling, a DS18B20 converting) get the hardware layer's idle clock when
+    it has one, which light-sleeps on an ESP32; drivers that listen on a UART or an echo pin keep the normal
+    clock.
+    """
     clock = hw.clock
+    idle = getattr(hw, 'idle_clock', None) or clock
     out = {}
     adc = hw.adc('battery')
     if adc is not None:
         from citynode_fw.drivers.battery import Battery
 
-        out['battery'] = Battery(adc, ratio=cfg['battery_divider'], clock=clock)
+        out['battery'] = Battery(adc, ratio=cfg['battery_divider'], clock=idle)
     if kind == 'fill':
         out['fill'] = _fill_sensor(cfg, hw, clock)
         if cfg['temperature_sensor'] == 'ds18b20':
-            out['temperature'] = _ds18b20(hw, clock, 'temperature_c')
+            out['temperature'] = _ds18b20(hw, idle, 'temperature_c')
     else:
-        out['soil'] = _soil_sensor(cfg, hw, clock)
+        out['soil'] = _soil_sensor(cfg, hw, clock, idle)
         if cfg['soil_temperature_sensor'] == 'ds18b20':
-            out['soil_temperature'] = _ds18b20(hw, clock, 'soil_temperature_c')
+            out['soil_temperature'] = _ds18b20(hw, idle, 'soil_temperature_c')
     return out
 
 
@@ -41,7 +47,7 @@ def _fill_sensor(cfg, hw, clock):
     return UltrasonicUART(uart, clock, model='a02yyuw' if model == 'a02yyuw' else 'jsn_sr04t_mode2')
 
 
-def _soil_sensor(cfg, hw, clock):
+def _soil_sensor(cfg, hw, clock, idle):
     if cfg['soil_sensor'] == 'sdi12':
         line = hw.sdi12_line('sdi12')
         if line is None:
@@ -57,7 +63,7 @@ def _soil_sensor(cfg, hw, clock):
     from citynode_fw.drivers.soil_capacitive import SoilCapacitive
 
     dry, wet = cfg['soil_dry_mv'], cfg['soil_wet_mv']
-    return SoilCapacitive(adc, clock, power_pin=hw.pin('sensor_power'), dry_mv=dry or None, wet_mv=wet or None,
+    return SoilCapacitive(adc, idle, power_pin=hw.pin('sensor_power'), dry_mv=dry or None, wet_mv=wet or None,
                           wet_vwc_pct=cfg['soil_wet_vwc_pct'])
 
 
