@@ -201,3 +201,58 @@ def test_the_watchdog_is_armed_and_fed_every_wake():
     hw = FakeHW('soil', config={'wdt_ms': 30000})
     hw.wake()
     assert hw.wdt.ms == 30000 and hw.wdt.feeds >= 2
+
+
+def test_an_unscheduled_wake_keeps_the_next_slot_instead_of_skipping_it():
+    hw = FakeHW('soil')
+    hw.wake()
+    slot = json.loads(hw.rtc[7:])['next_t']
+    hw.clock.advance_ms(-600 * 1000)  # woken 10 minutes early, e.g. by a reset
+    hw.cause = 'hard_reset'
+    ms = hw.wake()
+    assert json.loads(hw.rtc[7:])['next_t'] == slot and ms <= 600 * 1000
+
+
+def test_a_batch_in_flight_when_a_wake_died_is_not_sent_again():
+    hw = FakeHW('soil', config={'batch_size': 2})
+    hw.wake()
+    hw.uplinks()
+
+    class Crash(Exception):
+        pass
+
+    def dying_send(*args):
+        raise Crash()
+
+    hw.wake()  # the second sample makes a batch due
+    sent = [d for _, d in hw.uplinks() if d['message'] == 'batch']
+    assert len(sent) == 1  # control: a normal wake sends its batch
+    hw.wake()
+    # The next batch: the wake dies after the state was saved with the batch in flight.
+    import citynode_fw.app.cycle as cycle
+
+    real = cycle.radios.make
+
+    def make(*a, **kw):
+        radio = real(*a, **kw)
+        radio.send = dying_send
+        return radio
+
+    cycle.radios.make = make
+    try:
+        saved_rtc = hw.rtc
+        try:
+            cycle.run(hw)
+        except Crash:
+            pass
+        assert hw.rtc != saved_rtc and json.loads(hw.rtc[7:])['inflight'] == 2
+    finally:
+        cycle.radios.make = real
+    hw.clock.advance_ms(900 * 1000)
+    hw.wake()
+    st = json.loads(hw.rtc[7:])
+    assert len(st['pending']) == 1 and st['inflight'] == 0  # only the new sample waits: the pair is not repeated
+    assert any('in flight' in line for line in hw.logs)
+    hw.wake()
+    batches = [d for _, d in hw.uplinks() if d['message'] == 'batch']
+    assert [b['sample_count'] for b in batches] == [2]

@@ -23,6 +23,7 @@ from . import alarms, config, downlinks, radios, report, sample, sensors, state
 _MAX_QUEUE = 4  # encoded alarms kept for the next wake when the radio fails
 _FCNT_RESERVE = 64  # P2P counters are reserved ahead in flash: one flash write per 64 frames
 _MIN_SLEEP_MS = 1000
+_EARLY_S = 30  # a wake this much before its slot was not the timer's (deep-sleep timers drift by seconds)
 
 
 def _load_json(hw, name):
@@ -115,6 +116,14 @@ def run(hw):
         lost = bool(blob) or cause == 'deep_sleep'
         if lost:
             hw.log('state lost: fresh start')
+    if st['inflight']:
+        # The last wake ended (watchdog, power) while a batch was on its way to the modem. It was most likely
+        # transmitted: sending it again would give the platform the same samples under a new frame counter,
+        # which no deduplication can recognise. Count it and move on (LoRaWAN unconfirmed is at most once).
+        report.sent(st, st['inflight'])
+        st['inflight'] = 0
+        st['radio_errors'] += 1
+        hw.log('a batch was in flight when the last wake ended: not sent again')
     if lost or cause != 'deep_sleep':
         st['status_req'] = True
     if cause != 'deep_sleep':
@@ -216,11 +225,15 @@ def _wake(hw, cfg, cfg_errors, st, lost, cause, counter, wdt, now):
     elif action == 'reboot':
         st['reboot'] = True
 
-    # 5. Plan the next wake on a fixed grid, so wake times do not drift with the time spent awake.
+    # 5. Plan the next wake on a fixed grid, so wake times do not drift with the time spent awake. A wake well
+    # before its slot (a reset, a reboot) keeps that slot instead of skipping it.
     interval = cfg['sample_interval_s']
-    nxt = st['next_t'] + interval if st['next_t'] else now + interval
-    if nxt <= now:
-        nxt = now + interval - (now - st['next_t']) % interval if st['next_t'] else now + interval
+    if st['next_t'] and now < st['next_t'] - _EARLY_S:
+        nxt = st['next_t']
+    else:
+        nxt = st['next_t'] + interval if st['next_t'] else now + interval
+        if nxt <= now:
+            nxt = now + interval - (now - st['next_t']) % interval if st['next_t'] else now + interval
     st['next_t'] = nxt
     if st['reboot'] and st['ack'] is None:
         hw.log('rebooting as asked')
@@ -252,7 +265,11 @@ def _send(hw, cfg, st, counter, wdt, outgoing, now):
             if tag in ('alarm', 'queued'):
                 keep.append(extra if tag == 'queued' else [fport, _hex(payload)])
             continue
+        if tag == 'batch':
+            st['inflight'] = extra  # in sleep memory before the modem gets it (see run())
+            hw.rtc_save(state.pack(st))
         res = radio.send(fport, payload, cfg['confirmed'])
+        st['inflight'] = 0
         if wdt is not None:
             wdt.feed()
         hw.log('tx %d:%s %s' % (fport, _hex(payload), 'ok' if res['ok'] else res['error']))

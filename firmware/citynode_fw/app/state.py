@@ -26,6 +26,7 @@ def fresh():
         'pend_flags': [],  # union of the pending samples' flags
         'pend_iv': 0,  # sample interval of the pending samples
         'queue': [],  # encoded messages not yet sent: [fport, hex]
+        'inflight': 0,  # pending samples handed to the modem in a wake that has not finished
         'alarms': [],  # raised alarm events
         'last_fill': None,  # previous fill level, for emptying detection
         'ack': None,  # [seq, command, result] to acknowledge

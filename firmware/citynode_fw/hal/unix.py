@@ -3,7 +3,7 @@
 # The board's flash is the current directory (the emulated board mounts its folder at '/'). The emulator
 # describes the node's surroundings in /hal.json:
 #   {"modem": "/dev/pts/7",              the emulated RAK3172's pseudo-terminal (real time)
-#    "clock": "real" | "virtual",        virtual: a fleet runner drives time (see fleet_node.py)
+#    "clock": "real" | "virtual",        virtual: a fleet runner drives time (see fleet.py)
 #    "scenario": {...}}                  the simulated world (hal/sim.py)
 # Deep sleep is "save sleep memory and return to the runner": main.py returns, the emulator starts the
 # next wake. Sleep memory lives in /.rtc (kept across deep sleep, removed by a power cut) and the runner
