@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "decode": ("citynode.cli.decode", "decode payloads (hex or fport:hex lines) to JSON"),
     "encode": ("citynode.cli.encode", "encode a message (e.g. a downlink) to fport:hex"),
     "uplink": ("citynode.cli.uplink", "show what the bridge publishes for one ChirpStack/TTS uplink message"),
+    "bridge": ("citynode.cli.bridge", "run the bridge: LNS or serial uplinks -> the city's MQTT (--check: validate)"),
     "simulate": ("citynode.cli.simulate", "run a fleet of emulated nodes on virtual time, publishing to MQTT"),
 }
 
