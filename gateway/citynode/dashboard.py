@@ -117,9 +117,9 @@ def render(state: DashboardState, title: str = "citynode demo"):
     table = Table(expand=True, title=f"{title}: {len(state.nodes)} nodes, {state.counts['readings']} readings, "
                                      f"{state.counts['alerts']} alerts, {state.counts['deadletters']} dead letters"
                                      f" — bridge {state.bridge_state or '?'}")
-    for col in ("node", "asset", "kind", "value", "temp °C", "battery V", "RSSI dBm", "SNR dB", "SF", "gw",
-                "fCnt", "flags / alerts", "avail."):
-        table.add_column(col, no_wrap=col in ("node", "value"))
+    for col, justify in (("node", "left"), ("asset", "left"), ("reading", "right"), ("°C", "right"), ("V", "right"),
+                         ("RSSI/SNR", "right"), ("SF/gw", "right"), ("fCnt", "right"), ("state", "left")):
+        table.add_column(col, justify=justify, no_wrap=col != "state")
     for node in sorted(state.nodes.values(), key=lambda n: (n.kind, n.device_id)):
         m = node.measurements
         if node.kind == "soil":
@@ -128,11 +128,12 @@ def render(state: DashboardState, title: str = "citynode demo"):
             value, temp = f"{_fmt(m.get('fill_pct'), 0)} % full", m.get("temperature_c")
         else:
             value, temp = "", None
-        marks = ", ".join(sorted(set(node.flags) | node.alerts)) or ""
+        marks = ", ".join(sorted(set(node.flags) | node.alerts))
+        status = " ".join(x for x in (node.availability or "", marks) if x)
         style = "bold red" if node.alerts else ("yellow" if node.flags else None)
-        table.add_row(node.device_id, node.asset_id or "", node.kind, value, _fmt(temp), _fmt(node.battery_v, 2),
-                      _fmt(node.rssi_dbm, 0), _fmt(node.snr_db), _fmt(node.spreading_factor),
-                      _fmt(node.gateways), _fmt(node.fcnt), marks, node.availability or "", style=style)
+        table.add_row(node.device_id, node.asset_id or "", value, _fmt(temp), _fmt(node.battery_v, 2),
+                      f"{_fmt(node.rssi_dbm, 0)}/{_fmt(node.snr_db)}",
+                      f"{_fmt(node.spreading_factor)}/{_fmt(node.gateways)}", _fmt(node.fcnt), status, style=style)
     alerts = Table.grid(padding=(0, 1))
     for a in list(state.alerts)[:8]:
         alerts.add_row(str(a.get("time", ""))[11:19], a.get("state", ""), a.get("alert", ""), a.get("device_id", ""),

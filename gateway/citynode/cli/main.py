@@ -12,6 +12,7 @@ import sys
 
 # name -> (module, one-line help shown in `citynode --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("citynode.cli.demo", "the main job: emulated nodes -> network server -> bridge -> MQTT, live view"),
     "decode": ("citynode.cli.decode", "decode payloads (hex or fport:hex lines) to JSON"),
     "encode": ("citynode.cli.encode", "encode a message (e.g. a downlink) to fport:hex"),
     "uplink": ("citynode.cli.uplink", "show what the bridge publishes for one ChirpStack/TTS uplink message"),
