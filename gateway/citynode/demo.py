@@ -39,7 +39,8 @@ def registry_toml(fleet: Fleet) -> str:
         entry = {"dev_eui": n.dev_eui.upper(), "name": n.name, "kind": n.kind,
                  "asset_id": ("T-" if n.kind == "soil" else "C-") + f"{n.index + 1:04d}",
                  "lat": round(n.position.latitude, 6), "lon": round(n.position.longitude, 6),
-                 "expected_interval_s": int(n.config.get("sample_interval_s", 900)) * int(n.config.get("batch_size", 4)),
+                 "expected_interval_s": int(n.config.get("sample_interval_s", 900))
+                 * int(n.config.get("batch_size", 4)),
                  "source": "chirpstack"}
         if n.kind == "fill":
             entry["empty_distance_m"] = float(n.world.get("empty_m", n.config.get("empty_distance_m", 1.2)))
