@@ -10,200 +10,29 @@ duplicate detection in a private redis-server.
 from __future__ import annotations
 
 import base64
-import json
-import os
-import signal
 import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
-import uuid
-from collections import Counter
-from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
-from ops_helpers import Subscriber, wait_for
-
-from citynode.core.messages import message_id
-from citynode_codec import encode
+from ops_helpers import (
+    TREE,
+    TTS_APP,
+    TTS_TENANT,
+    BridgeProcess,
+    LNSPublisher,
+    Subscriber,
+    all_arrived,
+    check_every_reading,
+    chirpstack_uplink,
+    platform,
+    soil_payload,
+    tts_uplink,
+    wait_for,
+)
 
 from brokers import Mosquitto, free_port
 
 pytestmark = pytest.mark.slow
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-TREE = "ac1f09fffe000001"  # tree-0001 (soil) in examples/registry.toml
-GLASS = "ac1f09fffe000002"  # glass-0002 (fill)
-TTS_APP, TTS_TENANT = "city-containers", "ttn"
-
-
-# -- uplinks as the network servers publish them -------------------------------------------------------------
-
-
-def soil_payload(n: int) -> tuple[int, bytes, float]:
-    vwc = round(10 + (n % 300) / 10, 1)
-    fport, payload = encode("soil_reading", {"vwc_pct": vwc, "soil_temperature_c": 12.5, "battery_v": 3.6})
-    return fport, payload, vwc
-
-
-def chirpstack_uplink(fcnt: int, dev_eui: str = TREE, app: str = "app-trees") -> tuple[str, bytes, dict]:
-    fport, payload, vwc = soil_payload(fcnt)
-    body = {"deduplicationId": str(uuid.uuid4()), "time": "2026-05-04T09:34:15.775Z",
-            "deviceInfo": {"applicationId": app, "applicationName": "street-trees", "deviceName": "tree-0001",
-                           "devEui": dev_eui},
-            "devAddr": "00189440", "dr": 5, "fCnt": fcnt, "fPort": fport, "data": base64.b64encode(payload).decode(),
-            "rxInfo": [{"gatewayId": "0016c001f153a14c", "rssi": -97, "snr": 4.5}],
-            "txInfo": {"frequency": 867100000, "modulation": {"lora": {"bandwidth": 125000, "spreadingFactor": 7}}}}
-    expected = {"id": message_id(dev_eui, fcnt, fport, payload, 0), "topic": "citynode/soil/tree-0001/reading",
-                "check": ("vwc_pct", vwc)}
-    return f"application/{app}/device/{dev_eui}/event/up", json.dumps(body).encode(), expected
-
-
-def tts_uplink(fcnt: int) -> tuple[str, bytes, dict]:
-    fill = 20 + fcnt % 70
-    fport, payload = encode("fill_reading", {"fill_pct": fill, "distance_m": 0.36, "temperature_c": 9,
-                                             "battery_v": 3.58})
-    body = {"end_device_ids": {"device_id": "glass-0002", "application_ids": {"application_id": TTS_APP},
-                               "dev_eui": GLASS.upper()},
-            "correlation_ids": [f"as:up:{uuid.uuid4().hex}"], "received_at": "2026-05-04T10:15:46.014Z",
-            "uplink_message": {"f_port": fport, "f_cnt": fcnt, "frm_payload": base64.b64encode(payload).decode(),
-                               "rx_metadata": [{"gateway_ids": {"gateway_id": "gtw-rathaus"}, "rssi": -35, "snr": 5}],
-                               "settings": {"data_rate": {"lora": {"bandwidth": 125000, "spreading_factor": 7}},
-                                            "frequency": "868300000"}}}
-    expected = {"id": message_id(GLASS, fcnt, fport, payload, 0), "topic": "citynode/fill/glass-0002/reading",
-                "check": ("node_fill_pct", fill)}
-    return f"v3/{TTS_APP}@{TTS_TENANT}/devices/glass-0002/up", json.dumps(body).encode(), expected
-
-
-class LNSPublisher:
-    """Publishes at QoS 1 to the LNS broker, as ChirpStack / TTS would."""
-
-    def __init__(self, broker: Mosquitto, username: str | None = None, password: str | None = None):
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"lns-{uuid.uuid4().hex[:6]}")
-        if broker.tls:
-            self.client.tls_set(ca_certs=str(broker.certs["ca"]))
-        if username:
-            self.client.username_pw_set(username, password)
-        self.client.connect("127.0.0.1", broker.port, 30)
-        self.client.loop_start()
-
-    def send(self, message: tuple[str, bytes, dict]) -> dict:
-        topic, payload, expected = message
-        self.client.publish(topic, payload, qos=1).wait_for_publish(10)
-        return expected
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-# -- the bridge process ------------------------------------------------------------------------------------
-
-
-def toml_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
-    return json.dumps(value)
-
-
-def write_config(path: Path, sections: dict[str, dict]) -> Path:
-    lines = []
-    for name, table in sections.items():
-        lines.append(f"[{name}]")
-        lines += [f"{key} = {toml_value(value)}" for key, value in table.items()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-class BridgeProcess:
-    """`python -m citynode bridge --config ...` with /metrics and /health on a free port."""
-
-    def __init__(self, workdir: Path, lns: Mosquitto, out: Mosquitto, *, tts: bool = False, instance: str = "",
-                 shared_group: str = "", redis_url: str = "", secrets: dict[str, str] | None = None,
-                 credentials: dict[str, dict] | None = None, log_level: str = "INFO"):
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.workdir = workdir
-        self.metrics_port = free_port()
-        credentials = credentials or {}
-        chirpstack = {"host": "127.0.0.1", "port": lns.port, "client_id": "e2e-bridge-cs", "qos": 1,
-                      "reconnect_min_s": 0.2, "reconnect_max_s": 1.0,
-                      **credentials.get("chirpstack", {"anonymous": True})}
-        output = {"host": "127.0.0.1", "port": out.port, "reconnect_min_s": 0.1, "reconnect_max_s": 0.5,
-                  **credentials.get("output", {"anonymous": True})}
-        for section, broker in ((chirpstack, lns), (output, out)):
-            if broker.tls:
-                section.update(tls=True, ca_file=str(broker.certs["ca"]))
-        sections = {"bridge": {"instance": instance, "shared_group": shared_group, "tick_interval_s": 1.0,
-                               "drain_timeout_s": 10},
-                    "input.chirpstack": chirpstack}
-        if tts:
-            sections["input.tts"] = {"host": "127.0.0.1", "port": lns.port, "tls": lns.tls,
-                                     "application_id": TTS_APP, "tenant_id": TTS_TENANT, "client_id": "e2e-bridge-tts",
-                                     "reconnect_min_s": 0.2, "reconnect_max_s": 1.0,
-                                     **({"ca_file": str(lns.certs["ca"])} if lns.tls else {}),
-                                     **credentials.get("tts", {"api_key": "NNSXS.not-checked-by-this-broker"})}
-        sections.update({
-            "output": output,
-            "outbox": {"path": str(workdir / "outbox.sqlite")},
-            "registry": {"path": str(EXAMPLES / "registry.toml")},
-            "dedup": {"window_s": 600, **({"redis_url": redis_url} if redis_url else {})},
-            "metrics": {"port": self.metrics_port},
-            "log": {"level": log_level, "format": "json"},
-        })
-        self.config = write_config(workdir / "bridge.toml", sections)
-        self.env = {**os.environ, **(secrets or {})}
-        self.proc: subprocess.Popen | None = None
-        self.logs: list[Path] = []
-
-    def start(self) -> BridgeProcess:
-        log = self.workdir / f"bridge-{len(self.logs)}.log"
-        self.logs.append(log)
-        with open(log, "w") as f:
-            self.proc = subprocess.Popen([sys.executable, "-m", "citynode", "bridge", "--config", str(self.config)],
-                                         stdout=f, stderr=subprocess.STDOUT, env=self.env)
-        wait_for(lambda: self._alive() and self.health()[0] == 200, timeout=60, what="a healthy bridge")
-        return self
-
-    def _alive(self) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"bridge exited with {self.proc.returncode}:\n{self.log_text()[-3000:]}")
-        return True
-
-    def health(self) -> tuple[int, dict]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/health", timeout=2) as r:
-                return r.status, json.loads(r.read())
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read())
-        except OSError:
-            return 0, {}
-
-    def metric(self, prefix: str) -> float:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as r:
-            text = r.read().decode()
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> int:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise
-
-    def log_text(self) -> str:
-        return "".join(p.read_text(errors="replace") for p in self.logs if p.exists())
-
 
 @pytest.fixture
 def lns(tmp_path):
@@ -224,40 +53,6 @@ def bridges():
     yield started
     for b in started:
         b.stop()
-
-
-def platform(out: Mosquitto, **kw) -> Subscriber:
-    return Subscriber(out.port, ("citynode/#",), client_id=f"platform-{uuid.uuid4().hex[:6]}", clean_session=False,
-                      **kw).start()
-
-
-def readings(sub: Subscriber) -> list:
-    return [m for m in sub.messages if m.topic.endswith("/reading")]
-
-
-def check_every_reading(sub: Subscriber, expected: list[dict], *, allow_redelivery: bool) -> None:
-    """Every expected reading arrived on its topic with its values; copies only as the same message id."""
-    got = readings(sub)
-    by_id: dict[str, list] = {}
-    for m in got:
-        by_id.setdefault(m.json()["message_id"], []).append(m)
-    assert set(by_id) == {e["id"] for e in expected}, "missing or unexpected readings"
-    copies = Counter({mid: len(ms) for mid, ms in by_id.items() if len(ms) > 1})
-    if not allow_redelivery:
-        assert not copies, f"duplicated readings: {copies.most_common(3)}"
-    for e in expected:
-        first = by_id[e["id"]][0]
-        assert all(m.payload == first.payload for m in by_id[e["id"]])  # a copy is the same message
-        assert first.topic == e["topic"]
-        field, value = e["check"]
-        body = first.json()
-        actual = body["derived"]["fill_pct_node"] if field == "node_fill_pct" else body["measurements"][field]
-        assert actual == value, (e, body)
-
-
-def all_arrived(sub: Subscriber, expected: list[dict]):
-    ids = {e["id"] for e in expected}
-    return lambda: ids <= {m.json()["message_id"] for m in readings(sub)}
 
 
 # -- the tests -------------------------------------------------------------------------------------------
