@@ -6,6 +6,7 @@ import ssl
 import threading
 
 import paho.mqtt.client as mqtt
+
 from brokers import Mosquitto
 
 

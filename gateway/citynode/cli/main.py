@@ -18,6 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "uplink": ("citynode.cli.uplink", "show what the bridge publishes for one ChirpStack/TTS uplink message"),
     "bridge": ("citynode.cli.bridge", "run the bridge: LNS or serial uplinks -> the city's MQTT (--check: validate)"),
     "simulate": ("citynode.cli.simulate", "run a fleet of emulated nodes on virtual time, publishing to MQTT"),
+    "flash": ("citynode.cli.flash", "flash, configure and test one board in one go (at the site, with a laptop)"),
+    "provision": ("citynode.cli.provision", "give nodes identities and keys; one board or a CSV sheet of sites"),
+    "calibrate": ("citynode.cli.calibrate", "calibrate a soil probe (dry/wet) or a container's empty distance"),
+    "monitor": ("citynode.cli.monitor", "watch a board's console live, with payloads decoded"),
 }
 
 
