@@ -34,8 +34,10 @@ demo: setup
 bench: setup system-deps
 	$(PY) -m bench
 
+# The long fault-injection runs and >= 10^6 fuzz inputs; writes docs/RELIABILITY.md.
 chaos: setup system-deps
-	$(PY) -m pytest -q -m chaos
+	CITYNODE_CHAOS=full CITYNODE_RELIABILITY_REPORT=docs/RELIABILITY.md \
+	CITYNODE_FUZZ_SUMMARY=bench/fuzz-summary.json $(PY) -m pytest -q -m chaos tests/chaos tests/fuzz
 
 hil: setup
 	$(PY) -m pytest -q hil_tests $(HIL_ARGS)

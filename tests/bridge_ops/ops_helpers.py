@@ -322,7 +322,8 @@ class BridgeProcess:
 
     def __init__(self, workdir: Path, lns, out, *, tts: bool = False, instance: str = "",
                  shared_group: str = "", redis_url: str = "", secrets: dict[str, str] | None = None,
-                 credentials: dict[str, dict] | None = None, log_level: str = "INFO"):
+                 credentials: dict[str, dict] | None = None, log_level: str = "INFO",
+                 overrides: dict[str, dict] | None = None):
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.metrics_port = free_port()
@@ -352,6 +353,8 @@ class BridgeProcess:
             "metrics": {"port": self.metrics_port},
             "log": {"level": log_level, "format": "json"},
         })
+        for name, table in (overrides or {}).items():  # extra sections (input.serial) or changed keys
+            sections.setdefault(name, {}).update(table)
         self.config = write_config(workdir / "bridge.toml", sections)
         self.env = {**os.environ, **(secrets or {})}
         self.proc: subprocess.Popen | None = None

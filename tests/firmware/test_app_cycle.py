@@ -256,3 +256,16 @@ def test_a_batch_in_flight_when_a_wake_died_is_not_sent_again():
     hw.wake()
     batches = [d for _, d in hw.uplinks() if d['message'] == 'batch']
     assert [b['sample_count'] for b in batches] == [2]
+
+
+def test_state_lost_is_still_reported_when_the_duty_cycle_delays_the_status():
+    hw = FakeHW('soil', config={'batch_size': 1})
+    hw.wake()
+    hw.wake()
+    hw.uplinks()
+    hw.rtc = hw.rtc[:-3] + b'xyz'
+    hw.wake()  # the reading goes first, the status waits
+    first = hw.uplinks()
+    hw.wake()
+    status = _messages(first + hw.uplinks(), 'status')
+    assert status and 'state_lost' in status[0]['flags']

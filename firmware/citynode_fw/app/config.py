@@ -27,6 +27,9 @@ SCHEMA = {
     'adr': ('bool', True, None, None),
     'dr': ('int', 3, 0, 7),
     'join_backoff_s': ('int', 60, 10, 3600),
+    # Failed joins back off exponentially up to this cap: long enough to spare the battery and the network
+    # during an outage, short enough to be back within the hour once the network answers again.
+    'join_backoff_cap_s': ('int', 3600, 600, 86400),
     'p2p_freq_hz': ('int', 868100000, 150000000, 960000000),
     'p2p_sf': ('int', 9, 5, 12),
     'p2p_bw_khz': ('enum', 125, (125, 250, 500), None),

@@ -70,11 +70,11 @@ class Counter:
         self.hw.write_file('counters.json', json.dumps(self.saved))
 
 
-def _status(kind, cfg, st, cause, battery, state_lost, config_error):
+def _status(kind, cfg, st, cause, battery, config_error):
     flags = []
     if config_error:
         flags.append('config_error')
-    if state_lost:
+    if st['lost_note']:
         flags.append('state_lost')
     if battery is not None and battery <= cfg['battery_low_v']:
         flags.append('low_battery')
@@ -115,6 +115,7 @@ def run(hw):
         # Empty sleep memory after a power-on is normal; empty or corrupt after a deep sleep is news.
         lost = bool(blob) or cause == 'deep_sleep'
         if lost:
+            st['lost_note'] = True  # reported by the next status, even if the duty cycle delays it
             hw.log('state lost: fresh start')
     if st['inflight']:
         # The last wake ended (watchdog, power) while a batch was on its way to the modem. It was most likely
@@ -131,7 +132,7 @@ def run(hw):
     st['wake'] += 1
     interval = cfg['sample_interval_s']
     try:
-        sleep_ms = _wake(hw, cfg, cfg_errors, st, lost, cause, counter, wdt, now)
+        sleep_ms = _wake(hw, cfg, cfg_errors, st, counter, wdt, now)
     except Exception as e:  # noqa: BLE001 - the node must sleep and try again, never hang or crash-loop
         hw.log('wake failed: %s %s' % (type(e).__name__, e))
         sleep_ms = interval * 1000
@@ -149,7 +150,7 @@ def run(hw):
     return sleep_ms
 
 
-def _wake(hw, cfg, cfg_errors, st, lost, cause, counter, wdt, now):
+def _wake(hw, cfg, cfg_errors, st, counter, wdt, now):
     clock = hw.clock
     kind = cfg['kind']
     interval = cfg['sample_interval_s']
@@ -192,7 +193,7 @@ def _wake(hw, cfg, cfg_errors, st, lost, cause, counter, wdt, now):
         for fport, payload, count in report.pending_messages(st, kind, now, battery, smp):
             data.append(('batch', fport, payload, count))
     if st['status_req'] or now >= st['status_t']:
-        status = ('status',) + _status(kind, cfg, st, st['boot'], battery, lost, bool(cfg_errors)) + (None,)
+        status = ('status',) + _status(kind, cfg, st, st['boot'], battery, bool(cfg_errors)) + (None,)
         # A status that already waited a wake goes before the data, so it cannot starve behind readings.
         if st['status_wait']:
             data.insert(0, status)
@@ -287,6 +288,7 @@ def _send(hw, cfg, st, counter, wdt, outgoing, now):
         elif tag == 'status':
             st['status_req'] = False
             st['status_wait'] = 0
+            st['lost_note'] = False
             st['status_t'] = now + cfg['status_interval_s']
             st['sensor_errors'] = st['radio_errors'] = 0
         elif tag == 'batch':

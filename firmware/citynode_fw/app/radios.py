@@ -9,6 +9,7 @@ def make(cfg, secrets, hw, state, next_fcnt):
         'adr': cfg['adr'],
         'dr': cfg['dr'],
         'join_backoff_s': cfg['join_backoff_s'],
+        'join_backoff_cap_s': cfg['join_backoff_cap_s'],
         'p2p_freq_hz': cfg['p2p_freq_hz'],
         'p2p_sf': cfg['p2p_sf'],
         'p2p_bw_khz': int(cfg['p2p_bw_khz']),

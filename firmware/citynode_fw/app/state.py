@@ -22,6 +22,7 @@ def fresh():
         'status_t': 0,  # when the next daily status is due; 0: send one now
         'status_req': True,  # a status uplink is wanted (boot, request_status)
         'status_wait': 0,  # wakes the wanted status has waited behind other messages
+        'lost_note': False,  # sleep memory was lost: say so in the next status that goes out
         'pending': [],  # samples waiting for the batch: [time, value, value, ...]
         'pend_flags': [],  # union of the pending samples' flags
         'pend_iv': 0,  # sample interval of the pending samples
