@@ -95,7 +95,8 @@ def test_the_input_broker_restarted_mid_stream_loses_nothing(tmp_path, reliabili
 def test_the_bridge_killed_ten_times_at_random_points_loses_nothing(tmp_path, reliability):
     rate, kills = (500, 10) if FULL else (200, 10)
     rng = random.Random(7)
-    with Mosquitto(tmp_path / "lns", extra_conf=LNS_CONF) as lns, Mosquitto(tmp_path / "out", extra_conf=OUT_CONF) as out:
+    with Mosquitto(tmp_path / "lns", extra_conf=LNS_CONF) as lns, \
+            Mosquitto(tmp_path / "out", extra_conf=OUT_CONF) as out:
         tally = Tally(out.port).start()
         bridge = BridgeProcess(tmp_path / "b", lns, out).start()
         stream = Stream(lns.port, rate).start()
