@@ -68,7 +68,8 @@ def _start(text: str | None) -> float | None:
     return dt.timestamp()
 
 
-def _print_summary(s: dict, out=sys.stdout) -> None:
+def _print_summary(s: dict, out=None) -> None:
+    out = out or sys.stdout  # looked up at call time: tests and tools may swap it
     rows = [
         ("scenario", f"{s['scenario']} ({s['flavour']}, seed {s['seed']})"),
         ("nodes", f"{s['nodes']} ({s['soil_nodes']} soil, {s['fill_nodes']} fill) on {s['workers']} workers"),

@@ -269,7 +269,8 @@ class MqttSource:
             subs = [(topic, min(self.settings.qos, 2)) for topic in self.subscriptions()]
             client.subscribe(subs)
             self.stats.connected = True
-            log.info("%s: connected (session present: %s), subscribed to %s", self.name,
+            # The same level as "disconnected": an operator grepping the log sees both (rtl_433 #2629).
+            log.warning("%s: connected (session present: %s), subscribed to %s", self.name,
                      getattr(flags, "session_present", "?"), ", ".join(t for t, _ in subs))
         except Exception:  # noqa: BLE001
             log.exception("%s: on_connect failed", self.name)

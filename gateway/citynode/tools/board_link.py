@@ -127,7 +127,7 @@ def check_port(port: str) -> None:
         os.close(fd)
 
 
-def wait_for_repl(port: str, timeout: float = 5.0) -> str:
+def wait_for_repl(port: str, timeout: float = 15.0) -> str:
     """Interrupt whatever runs (Ctrl-C, as mpremote does) and wait for MicroPython's prompt; returns what the
     board printed. mpremote itself would wait forever on a silent port."""
     import serial

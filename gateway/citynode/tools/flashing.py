@@ -216,7 +216,8 @@ class Flasher:
         app = deploy.build_wanted(build_dir, manifest, frozen=job.frozen)
         try:
             # A freshly written MicroPython first makes its filesystem: give it longer to answer.
-            self.wait_repl(job.port, 20.0 if erased and not job.dry_run else 5.0)
+            # A board answers Ctrl-C within a second; the margin is for busy laptops and CI machines.
+            self.wait_repl(job.port, 30.0 if erased and not job.dry_run else 15.0)
             state = deploy.read_state(link, [w.remote for w in app] + ["config.json", "secrets.json", *LORA_FILES])
         except BoardNotAnswering:
             if not (job.dry_run and job.firmware):
