@@ -20,6 +20,7 @@ ERRORS = {
     'type': '{message}: {field} must be {expected}',
     'unknown_flag': "{message}: unknown flag '{flag}'",
     'count': '{message}: {field} must hold {min}..{max} items',
+    'sample_age': '{message}: sample {index} has no {field} (an unevenly spaced batch gives every sample its age)',
     'cbor': 'cbor: {reason}',
 }
 

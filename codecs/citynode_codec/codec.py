@@ -172,9 +172,12 @@ def _decode_series(op, r, data, present, message):
     offset = op[3]
     if offset is not None and present.get(offset):
         # Unevenly spaced samples carry their age; it replaces the spacing-derived offset.
-        for s in samples:
+        for i, s in enumerate(samples):
             age = s.pop(offset)
-            s['offset_s'] = None if age is None else -age
+            if age is None:
+                # A sample without its time cannot be placed, and no encoder writes one.
+                raise _err('sample_age', message=message, index=i, field=offset)
+            s['offset_s'] = -age
     data['samples'] = samples
 
 

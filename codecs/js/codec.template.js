@@ -123,8 +123,10 @@ function decodeSeries(op, r, data, present, message) {
     // Unevenly spaced samples carry their age; it replaces the spacing-derived offset.
     for (i = 0; i < count; i++) {
       var age = samples[i][offset];
+      // A sample without its time cannot be placed, and no encoder writes one.
+      if (age === null) { throw err('sample_age', {message: message, index: i, field: offset}); }
       delete samples[i][offset];
-      samples[i].offset_s = age === null ? null : -age;
+      samples[i].offset_s = -age;
     }
   }
   data.samples = samples;

@@ -37,9 +37,9 @@ from citynode.core.topics import TopicError, check_base
 SECTIONS = ("bridge", "input", "output", "outbox", "registry", "dedup", "pipeline", "metrics", "log")
 INPUT_KINDS = ("chirpstack", "tts", "serial")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-_GROUP_OR_EMPTY = re.compile(r"^[A-Za-z0-9_.-]{0,64}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}\Z")
+_GROUP_OR_EMPTY = re.compile(r"^[A-Za-z0-9_.-]{0,64}\Z")
 
 
 class Secret:
@@ -265,11 +265,14 @@ class Reader:
         value = self._get(name, default, False)
         if value is None or value is default:
             return value
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, int | float) or \
+                (isinstance(value, float) and not math.isfinite(value)):
             self.fail(name, f"must be a number {lo:g}..{hi:g}, got {_type(value)}")
             return default
         if not lo <= value <= hi:
-            self.fail(name, f"must be {lo:g}..{hi:g}, got {value:g}")
+            # A TOML integer may be too large for a float (and so for :g).
+            shown = f"{value:g}" if isinstance(value, float) or abs(value) < 10**15 else f"{str(value)[:12]}..."
+            self.fail(name, f"must be {lo:g}..{hi:g}, got {shown}")
             return default
         return float(value)
 
@@ -282,7 +285,7 @@ class Reader:
 
     def file(self, name: str, *, required: bool = False) -> str | None:
         value = self.text(name, None, required=required)
-        if value is not None and not Path(value).is_file():
+        if value is not None and not _is_file(value):
             self.fail(name, f"file not found: {value}")
         return value
 
@@ -336,10 +339,28 @@ def resolve_secret(value: Any, key: str, problems: list[tuple[str, str]], warnin
     except OSError as exc:
         problems.append((key, f"cannot read secret file {where}: {exc.strerror or exc}"))
         return None
+    except ValueError as exc:  # a NUL in the path, or a file that is not UTF-8
+        problems.append((key, f"cannot read secret file {where!r}: {exc}"))
+        return None
     if not text:
         problems.append((key, f"secret file {where} is empty"))
         return None
     return Secret(text, f"file {where}")
+
+
+def _exists(path: str) -> bool:
+    """Path.exists(), False for paths the OS refuses (too long, NUL) instead of raising."""
+    try:
+        return Path(path).exists()
+    except (OSError, ValueError):
+        return False
+
+
+def _is_file(path: str) -> bool:
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def _type(value: Any) -> str:
@@ -572,7 +593,7 @@ def _read_input(kind: str, r: Reader) -> dict[str, Any]:
     if kind in ("chirpstack", "tts") and not options.get("tls", kind == "tts") and \
             (options.get("password") or options.get("api_key")):
         r.warnings.append(f"{r.prefix}: credentials sent in clear text (tls = false)")
-    if kind == "serial" and "port" in options and not Path(options["port"]).exists():
+    if kind == "serial" and "port" in options and not _exists(options["port"]):
         r.warnings.append(f"{r.key('port')}: {options['port']} does not exist (yet)")
     r.check_unknown()
     try:
@@ -602,8 +623,12 @@ def _read_pipeline(r: Reader, base_topic: str, dedup_window_s: float) -> Any:
             if not isinstance(table, Mapping):
                 sr.fail(f"datastreams.{device}", "must be a table of measurement = datastream id")
         sr.check_unknown()
-        options["sensorthings"] = (SensorThingsSettings(**sta_options, datastreams={k: dict(v) for k, v in
-                                   streams.items() if isinstance(v, Mapping)}) if enabled else None)
+        try:
+            options["sensorthings"] = (SensorThingsSettings(**sta_options, datastreams={k: dict(v) for k, v in
+                                       streams.items() if isinstance(v, Mapping)}) if enabled else None)
+        except (TypeError, ValueError) as exc:
+            sr.problems.append((sr.prefix, str(exc)))
+            options["sensorthings"] = None
     else:
         r.fail("sensorthings", f"must be true, false or a table, got {_type(sta)}")
     r.check_unknown()
@@ -624,6 +649,10 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Bridg
         raise ConfigError([("config", f"cannot read {path}: {exc.strerror or exc}")]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([("config", f"not valid TOML: {exc}")], path) from None
+    except RecursionError:
+        raise ConfigError([("config", "not usable TOML: nested too deeply")], path) from None
+    except ValueError as exc:  # e.g. an integer beyond CPython's int/str conversion limit
+        raise ConfigError([("config", f"not usable TOML: {exc}")], path) from None
     return parse_config(doc, path, os.environ if env is None else env)
 
 

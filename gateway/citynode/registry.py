@@ -56,9 +56,9 @@ MEASUREMENT_NAMES = ("vwc_pct", "soil_temperature_c", "soil_tension_kpa", "soil_
 FIELDS = ("dev_eui", "name", "kind", "asset_id", "lat", "lon", "empty_distance_m", "full_distance_m",
           "expected_interval_s", "labels", "p2p_key", "source", "thresholds", "datastreams")
 MIN_INTERVAL_S, MAX_INTERVAL_S = 60, 7 * 86400
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-_HEX = re.compile(r"^[0-9a-f]*$")
-_LABEL_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")
+_HEX = re.compile(r"^[0-9a-f]*\Z")
+_LABEL_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,64}\Z")
 MAX_DEVICES = 100_000
 
 
@@ -218,11 +218,11 @@ def make_device(entry: Mapping[str, Any], where: str) -> Device:
         if k not in MEASUREMENT_NAMES:
             raise RegistryError(where, f"datastreams.{k}", f"unknown measurement (allowed: "
                                                            f"{', '.join(MEASUREMENT_NAMES)})")
-        if isinstance(v, str) and v.strip().isdigit():
-            v = int(v.strip())
+        if isinstance(v, str) and v.strip().isascii() and v.strip().isdigit() and len(v.strip()) <= 18:
+            v = int(v.strip())  # (isdigit() alone also takes "²"; longer digit strings stay text ids)
         if isinstance(v, bool) or not isinstance(v, (int, str)) or (isinstance(v, int) and v < 0):
             raise RegistryError(where, f"datastreams.{k}", "must be a non-negative integer or text id")
-        if isinstance(v, str) and (not v.strip() or not re.match(r"^[A-Za-z0-9_.:-]{1,128}$", v.strip())):
+        if isinstance(v, str) and (not v.strip() or not re.match(r"^[A-Za-z0-9_.:-]{1,128}\Z", v.strip())):
             raise RegistryError(where, f"datastreams.{k}", "a text id may only hold letters, digits, '_.:-'")
         datastreams[k] = v.strip() if isinstance(v, str) else v
     return Device(dev_eui=dev_eui, name=name, kind=kind, asset_id=_text(where, "asset_id", entry.get("asset_id")),

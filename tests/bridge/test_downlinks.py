@@ -60,6 +60,14 @@ def test_invalid_commands_are_rejected_with_a_reason(body, kind, fragment):
     assert fragment in str(e.value)
 
 
+def test_a_field_name_that_is_not_unicode_text_is_named_in_a_rejection_that_can_be_published():
+    body = b'{"command": "set_interval", "sample_interval_s": 900, "\\ud800": 1}'
+    with pytest.raises(CommandError) as e:
+        parse_command(body, "soil", "tree-0001")
+    assert "unknown field \ufffd" in str(e.value)
+    str(e.value).encode("utf-8")  # the response body quotes it
+
+
 def test_a_rejected_command_still_echoes_its_request_id():
     with pytest.raises(CommandError) as e:
         parse_command(cmd(command="set_interval", sample_interval_s=5, request_id=42), "soil")

@@ -176,6 +176,23 @@ def test_an_unknown_device_cannot_take_a_registered_devices_id():
     assert reading["device_id"] == STRANGER
 
 
+def test_two_unknown_devices_with_the_same_lns_name_do_not_share_an_id():
+    # ChirpStack names are unique per application only: the second one publishes under its DevEUI.
+    p, _ = make()
+    first = by_leaf(p.handle(up(STRANGER, "20520918cf", fport=2, name="bin-7")), "reading")[0]
+    other = "70b3d57ed0000abd"
+    second = by_leaf(p.handle(up(other, "20520918cf", fport=2, name="bin-7")), "reading")[0]
+    assert first["device_id"] == "bin-7" and second["device_id"] == other
+    assert by_leaf(p.handle(up(STRANGER, "20520918cf", fport=2, fcnt=43, name="bin-7")), "reading")[0][
+        "device_id"] == "bin-7"  # the first keeps its name
+
+
+def test_an_unknown_device_cannot_take_another_devices_deveui_as_its_name():
+    p, _ = make()
+    reading = by_leaf(p.handle(up(STRANGER, "20520918cf", fport=2, name="70b3d57ed0000abd")), "reading")[0]
+    assert reading["device_id"] == STRANGER
+
+
 def test_unknown_devices_become_dead_letters_when_configured():
     p, _ = make(PipelineSettings(unknown_devices="deadletter"))
     [pub] = p.handle(up(STRANGER))
@@ -257,6 +274,18 @@ def test_dry_soil_and_low_battery_raise_alerts_once():
         {("irrigation_needed", "raised"), ("battery_low", "raised")}
     again = p.handle(up(hexpayload="1163135cc4500118", fcnt=2))
     assert not [x for x in again if "/alerts/" in x.topic]
+
+
+def test_a_redelivered_batch_does_not_flip_an_alert_the_newest_sample_supports():
+    p, _ = make()
+    fport, payload = enc("batch", node_kind="soil", sample_interval_s=900, flags=[], battery_v=3.6,
+                         samples=[{"vwc_pct": 30.0, "soil_temperature_c": 10}, {"vwc_pct": 9.0,
+                                                                                 "soil_temperature_c": 10}])
+    first = p.handle(up(hexpayload=payload, fport=fport, source_id="mqtt-1"))
+    assert [a["state"] for a in by_leaf(first, "irrigation_needed")] == ["raised"]
+    again = p.handle(up(hexpayload=payload, fport=fport, source_id="mqtt-1"))  # the LNS broker redelivers
+    assert not by_leaf(again, "irrigation_needed")
+    assert by_leaf(again, "state")[0]["alerts"] == ["irrigation_needed"]
 
 
 def test_a_node_alarm_is_a_node_alert_plus_a_reading():

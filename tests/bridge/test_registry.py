@@ -71,6 +71,9 @@ def test_p2p_key_never_appears_in_repr_or_errors():
      "unknown threshold"),
     ({"dev_eui": "AC1F09FFFE000001", "kind": "soil", "colour": "red"}, "colour", "unknown key"),
     ({"dev_eui": "AC1F09FFFE000001", "kind": "soil", "lat": "north", "lon": 1}, "lat", "not a number"),
+    ({"dev_eui": "ac1f09fffe00000\n-", "kind": "soil"}, "dev_eui", "16 hex"),  # a newline is not a separator
+    ({"dev_eui": "AC1F09FFFE000001", "kind": "soil", "datastreams": {"vwc_pct": "\u00b2"}}, "datastreams.vwc_pct",
+     "text id"),  # "²" is a digit to str.isdigit() but not to int()
 ])
 def test_invalid_entries_raise_errors_naming_where_and_which_key(entry, key, fragment):
     with pytest.raises(RegistryError) as e:

@@ -18,7 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
+from citynode.core.pipeline import Pipeline
 from citynode.records import Downlink, Rejected, Uplink
+from citynode.registry import Registry
 from citynode.sources import DownlinkError
 from citynode.sources.chirpstack import ChirpStackSettings, ChirpStackSource, downlink_message, parse_event
 
@@ -88,6 +90,7 @@ def test_dev_eui_comes_from_device_info_or_else_the_topic():
     (lambda d: d.update(fCnt=1.5), "invalid_field"),
     (lambda d: d["deviceInfo"].update(devEui="ac1f09fffe000009"), "dev_eui_mismatch"),
     (lambda d: d["deviceInfo"].update(devEui="zz"), "bad_dev_eui"),
+    (lambda d: d["deviceInfo"].update(devEui=TREE + "\n"), "bad_dev_eui"),  # '$' would let this one through
     (lambda d: d.update(joinServerContext={"sessionKeyId": "abc"}), "encrypted"),
 ])
 def test_unusable_up_events_are_rejected_with_a_reason(change, reason):
@@ -112,6 +115,16 @@ def test_unusable_up_events_are_rejected_with_a_reason(change, reason):
 def test_hostile_bytes_are_rejected_not_raised(payload, reason):
     item = parse(payload)
     assert isinstance(item, Rejected) and item.reason == reason
+
+
+def test_a_lone_surrogate_in_the_json_becomes_a_replacement_character_and_the_reading_survives():
+    # "\ud800" is valid JSON but not text: kept as it is, the reading could never be published as UTF-8.
+    body = fixture("chirpstack_up_soil.json").replace(b'"0016c001f153a14d"', b'"\\ud800"')
+    item = parse(body)
+    assert isinstance(item, Uplink) and item.rx[1].gateway_id == "\ufffd"
+    pubs = Pipeline(Registry()).handle(item)
+    assert [p.topic.rsplit("/", 1)[1] for p in pubs] == ["availability", "reading", "state"]
+    assert json.loads(pubs[1].payload)["rf"]["gateway_id"] == "\ufffd"
 
 
 def test_huge_floats_that_parse_as_infinity_are_not_numbers():

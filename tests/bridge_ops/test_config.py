@@ -115,6 +115,13 @@ def test_a_secret_file_is_read_without_its_trailing_newline(doc, tmp_path):
     assert got["output.password"].startswith("cannot read secret file")
 
 
+def test_a_secret_path_the_os_refuses_is_a_problem_named_by_its_key(doc):
+    got = problems(with_(doc, "output", password={"file": "/run/secrets/a\x00b"}))
+    assert got["output.password"].startswith("cannot read secret file")
+    got = problems(with_(doc, "output", tls=True, ca_file="/" + "x" * 300))  # longer than a file name may be
+    assert got["output.ca_file"].startswith("file not found")
+
+
 def test_a_plain_text_secret_works_but_is_warned_about(doc):
     config = parse_config(with_(doc, "output", password="inline"), "b", ENV)
     assert config.output.password.reveal() == "inline"
@@ -175,6 +182,17 @@ def test_pipeline_thresholds_are_range_checked_and_sensorthings_can_be_a_table(d
     assert problems(with_(doc, "pipeline", unknown_devices="ignore"))["pipeline.unknown_devices"]
 
 
+@pytest.mark.parametrize("version", ["#", "+", "a//b", "", "v1.1/"])
+def test_a_sensorthings_version_that_is_not_a_plain_topic_prefix_is_refused(doc, version):
+    got = problems(with_(doc, "pipeline", sensorthings={"version": version}))
+    assert got["pipeline.sensorthings"].startswith("version must be a topic prefix")
+
+
+def test_a_number_beyond_float_range_is_a_range_problem_not_a_crash(doc):
+    got = problems(with_(doc, "bridge", tick_interval_s=10 ** 400))
+    assert got["bridge.tick_interval_s"].startswith("must be") and got["bridge.tick_interval_s"].endswith("...")
+
+
 def test_scale_out_needs_redis_and_cannot_share_a_serial_receiver(doc):
     doc = with_(doc, "bridge", shared_group="citynode")
     assert problems(doc)["dedup.redis_url"].startswith("is required with bridge.shared_group")
@@ -195,6 +213,17 @@ def test_invalid_toml_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_config(tmp_path / "b.toml", ENV)
     assert err.value.key == "config" and "not valid TOML" in err.value.problem
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("a = " + "[" * 5000 + "]" * 5000, "nested too deeply"),
+    ("a = 1" + "0" * 5000, "not usable TOML"),  # beyond CPython's int/str conversion limit
+])
+def test_toml_that_python_cannot_hold_is_a_config_error(tmp_path, text, fragment):
+    (tmp_path / "b.toml").write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "b.toml", ENV)
+    assert err.value.key == "config" and fragment in err.value.problem
 
 
 def example_config(tmp_path: Path) -> Path:

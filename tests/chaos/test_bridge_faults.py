@@ -126,6 +126,7 @@ def test_a_full_outbox_disk_stops_acknowledging_says_so_and_loses_nothing(tmp_pa
         # The platform broker goes down, so everything piles up in an outbox capped at 1 MB: the disk is "full".
         out.kill()
         stream = Stream(lns.port, rate).start()
+        roomy = None
         try:
             time.sleep(seconds)
             wait_for(lambda: tiny.metric("citynode_outbox_errors_total") > 0, timeout=60,
@@ -140,8 +141,9 @@ def test_a_full_outbox_disk_stops_acknowledging_says_so_and_loses_nothing(tmp_pa
             _settle(stream, tally, timeout=60)
             _check(tally, stream, reliability, "outbox disk full (1 MB cap) while the platform broker was down",
                    f"{rate} uplinks/s for {seconds} s", "input left unacknowledged at the LNS broker until stored")
-            roomy.stop()
         finally:
             stream.close()
             tiny.stop()
+            if roomy is not None:
+                roomy.stop()
             tally.stop()

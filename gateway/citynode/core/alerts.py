@@ -10,7 +10,8 @@ Bridge rules (evaluated on every sample, in time order):
 Node alarms (the `alarm` uplink) become alerts named node_<event> (node_fill_full, node_soil_dry, ...); the
 node applies its own thresholds, so they pass through as raised/cleared (an `emptied` event is raised only).
 
-A raised alert is not raised again until it has cleared; a condition that returns within cooldown_s of the
+Samples older than the newest one judged are not judged again. A raised alert is not raised again until it has
+cleared; a condition that returns within cooldown_s of the
 last raise is held back until a later sample still shows it (flapping sensors do not flood the platform).
 Thresholds come from AlertSettings, overridden per device by the registry's [device.thresholds].
 """
@@ -94,6 +95,7 @@ class AlertEngine:
         self.max_devices = max_devices
         self._active: dict[str, set[str]] = {}
         self._last_raised: dict[tuple[str, str], float] = {}
+        self._judged_at: dict[str, float] = {}  # time of the newest sample the rules have seen, per device
 
     def _threshold(self, name: str, overrides: Mapping[str, float]) -> float:
         value = overrides.get(name) if overrides else None
@@ -133,7 +135,14 @@ class AlertEngine:
 
     def evaluate(self, device: str, kind: str, measurements: Mapping, battery_v, flags, now: float,
                  overrides: Mapping[str, float] | None = None) -> list[AlertEvent]:
-        """Bridge rules for one sample."""
+        """Bridge rules for one sample. A sample older than the newest one already judged changes nothing: a
+        late or redelivered uplink must not flip an alert the current condition does not support."""
+        if now < self._judged_at.get(device, now):
+            return []
+        self._judged_at[device] = now
+        if len(self._judged_at) > self.max_devices:
+            for key in list(self._judged_at)[: len(self._judged_at) // 10]:
+                del self._judged_at[key]
         overrides = overrides or {}
         events = []
         values = dict(measurements)

@@ -11,12 +11,13 @@ by the node's downlink_ack, which is how the final response finds its request.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from citynode_codec import MESSAGES, CodecError, decode_downlink, encode
+
+from .. import jsontext
 
 MAX_COMMAND_BYTES = 4096
 MAX_REQUEST_ID = 128
@@ -87,7 +88,7 @@ def parse_command(payload: bytes, kind: str, device_id: str = "the device") -> C
     if len(payload) > MAX_COMMAND_BYTES:
         raise CommandError(f"command is larger than {MAX_COMMAND_BYTES} bytes")
     try:
-        body = json.loads(bytes(payload).decode("utf-8"), parse_constant=_reject_constant)
+        body = jsontext.loads(bytes(payload).decode("utf-8"), parse_constant=_reject_constant)
     except UnicodeDecodeError:
         raise CommandError("command is not UTF-8 text") from None
     except (ValueError, RecursionError) as e:

@@ -14,6 +14,7 @@ message even when handle() returns nothing (a duplicate).
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import uuid
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 READING_MESSAGES = ("soil_reading", "fill_reading", "batch", "alarm")
 UNKNOWN_DEVICES = ("publish", "deadletter")
 MAX_TRACKED_DEVICES = 200_000
+HEX16 = re.compile(r"[0-9a-f]{16}")
 
 
 @dataclass
@@ -119,6 +121,7 @@ class Pipeline:
         self.pending = PendingCommands(self.settings.command_ttl_s, self.settings.max_pending_per_device)
         self.stats: Counter[str] = Counter()
         self._devices: OrderedDict[str, DeviceState] = OrderedDict()
+        self._unknown_ids: OrderedDict[str, str] = OrderedDict()  # device id -> DevEUI, for unregistered devices
         self._lock = threading.RLock()
 
     # -- helpers ------------------------------------------------------------------------------------------------
@@ -155,10 +158,22 @@ class Pipeline:
             return identify(uplink.dev_eui, device)
         known = self._devices.get(uplink.dev_eui)
         kind = payload_kind or (known.ident.kind if known else None)
-        name = uplink.device_name
-        if name and self.registry.by_name(sanitise_id(name, uplink.dev_eui)) is not None:
-            name = None  # an unknown device must not publish under a registered device's id
-        return identify(uplink.dev_eui, None, lns_name=name, payload_kind=kind)
+        return identify(uplink.dev_eui, None, lns_name=self._unknown_id(uplink), payload_kind=kind)
+
+    def _unknown_id(self, uplink: Uplink) -> str:
+        """An unregistered device's id: its LNS name when no other device has it, else its DevEUI. LNS names are
+        unique per application only, and one device may be named after another's DevEUI; two devices sharing an
+        id would overwrite each other's retained state."""
+        eui = uplink.dev_eui
+        wanted = sanitise_id(uplink.device_name, eui) if uplink.device_name else eui
+        if wanted != eui and (HEX16.fullmatch(wanted) or self.registry.by_name(wanted) is not None
+                              or self._unknown_ids.get(wanted, eui) != eui):
+            wanted = eui  # a DevEUI is unique, and no device may take another's DevEUI as its name
+        self._unknown_ids[wanted] = eui
+        self._unknown_ids.move_to_end(wanted)
+        if len(self._unknown_ids) > MAX_TRACKED_DEVICES:
+            self._unknown_ids.popitem(last=False)
+        return wanted
 
     def _alert_pub(self, ident: Identity, event: AlertEvent, mid: str, when: datetime) -> Publication:
         self.stats[f"alert.{event.alert}.{event.state}"] += 1

@@ -22,7 +22,7 @@ import re
 KINDS = ("soil", "fill", "unknown")
 MAX_ID_LENGTH = 64
 _NOT_ALLOWED = re.compile(r"[^a-z0-9_-]+")
-_BASE_LEVEL = re.compile(r"^[A-Za-z0-9_.-]+$")
+_BASE_LEVEL = re.compile(r"^[A-Za-z0-9_.-]+\Z")
 
 
 class TopicError(ValueError):

@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from ..core.messages import encode
 from ..records import Publication
 
-_TEXT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+_TEXT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}\Z")
+# The topic prefix ("v1.1", or a path such as "frost/v1.1"): plain topic levels, no wildcards, no empty level.
+_VERSION = re.compile(r"^[A-Za-z0-9_.-]{1,32}(/[A-Za-z0-9_.-]{1,32}){0,3}\Z")
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,11 @@ class SensorThingsSettings:
     datastreams: Mapping[str, Mapping[str, int | str]] = field(default_factory=dict)
     id_template: str | None = None  # "{device_id}-{measurement}", also {dev_eui}, {kind}, {asset_id}
     qos: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.version, str) or not _VERSION.match(self.version):
+            raise ValueError(f"version must be a topic prefix such as 'v1.1' (letters, digits, '_.-', up to 4 "
+                             f"levels), got {self.version!r}")
 
 
 def topic_for(version: str, datastream_id: int | str) -> str | None:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from .. import jsontext
 from ..records import Emit, Rejected, SourceStats, Uplink
 
 log = logging.getLogger(__name__)
@@ -33,8 +34,8 @@ MAX_RX = 64  # gateways kept per uplink
 MAX_NAME = 128
 PAST_LIMIT = timedelta(days=365)  # an LNS time further off than this is not believed: the bridge's time is used
 FUTURE_LIMIT = timedelta(days=1)
-_TIME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|z|[+-]\d{2}:?\d{2})?$")
-_HEX16 = re.compile(r"^[0-9a-fA-F]{16}$")
+_TIME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|z|[+-]\d{2}:?\d{2})?\Z")
+_HEX16 = re.compile(r"^[0-9a-fA-F]{16}\Z")
 
 
 class DownlinkError(RuntimeError):
@@ -60,7 +61,7 @@ def load_json_object(payload: bytes) -> tuple[dict | None, str, str]:
     except UnicodeDecodeError as e:
         return None, "invalid_json", f"not UTF-8 at byte {e.start}"
     try:
-        doc = json.loads(text, parse_constant=_no_constants)
+        doc = jsontext.loads(text, parse_constant=_no_constants)
     except RecursionError:
         return None, "invalid_json", "JSON nested too deeply"
     except ValueError as e:  # JSONDecodeError, NaN/Infinity, integers too long to convert

@@ -49,8 +49,8 @@ log = logging.getLogger(__name__)
 SOURCE = "serial"
 PRECV_STOP, PRECV_CONTINUOUS_TX, PRECV_CONTINUOUS = 0, 65533, 65534
 MAX_LINE = 1024
-_STATUS = re.compile(r"^(OK|AT_[A-Z_]+)$")
-_HEX = re.compile(r"^[0-9A-Fa-f]*$")
+_STATUS = re.compile(r"^(OK|AT_[A-Z_]+)\Z")
+_HEX = re.compile(r"^[0-9A-Fa-f]*\Z")
 
 
 # -- parse_line --------------------------------------------------------------------------------------------------

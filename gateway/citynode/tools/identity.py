@@ -21,7 +21,7 @@ from .errors import SecretsInvalid
 
 # secrets.json keys the node reads (firmware/citynode_fw/app/cycle.py, app/radios.py): name -> bytes
 SECRET_KEYS = {"join_eui": 8, "app_key": 16, "p2p_key": 16, "dev_eui": 8}
-_HEX = re.compile(r"^[0-9a-f]*$")
+_HEX = re.compile(r"^[0-9a-f]*\Z")
 DEFAULT_JOIN_EUI = "0000000000000000"
 # Where a DevEUI came from, for people.
 EUI_SOURCES = {"modem": "read from the modem", "board": "made from the board's MAC address",

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PREFIX = "[cn] "
-_TX = re.compile(r"^tx (\d+):([0-9a-fA-F]*) (\S+)$")
-_DOWN = re.compile(r"^downlink (\d+):([0-9a-fA-F]*) -> (\S+) (\S+)$")
-_SAMPLE = re.compile(r"^sample (\{.*\})(?: raw_mv=(-?[\d.]+))?$")
-_SENSOR = re.compile(r"^sensor (\S+) (.+)$")
+_TX = re.compile(r"^tx (\d+):([0-9a-fA-F]*) (\S+)\Z")
+_DOWN = re.compile(r"^downlink (\d+):([0-9a-fA-F]*) -> (\S+) (\S+)\Z")
+_SAMPLE = re.compile(r"^sample (\{.*\})(?: raw_mv=(-?[\d.]+))?\Z")
+_SENSOR = re.compile(r"^sensor (\S+) (.+)\Z")
 # What a board prints when it (re)starts: MicroPython's banner, a soft reboot, the ESP32 ROM's reset line.
 _RESET = re.compile(r"^(MicroPython v?\S+ on |MPY: soft reboot|rst:0x[0-9a-f]+ \(|ets [A-Z][a-z]{2} )")
 

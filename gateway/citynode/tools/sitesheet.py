@@ -31,7 +31,7 @@ from .errors import SheetError
 from .firmware import node_config
 from .identity import normalise_hex
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")
 _IGNORED = ("notes", "note", "comment", "comments")
 SOIL_SENSORS = {"capacitive": {"soil_sensor": "capacitive"},
                 "smt100": {"soil_sensor": "sdi12", "sdi12_model": "smt100", "soil_temperature_sensor": "sdi12"},
