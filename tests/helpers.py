@@ -35,3 +35,12 @@ def node_binary() -> str:
     if not found:
         pytest.fail("Node.js is needed for the JavaScript codec tests (apt-get install nodejs)", pytrace=False)
     return found
+
+
+def open_descriptors() -> set[str]:
+    """This process's open file descriptors, after a garbage collection: objects earlier tests dropped close
+    theirs when collected, so only a collected snapshot says what a test itself left open."""
+    import gc
+
+    gc.collect()
+    return set(os.listdir("/proc/self/fd"))

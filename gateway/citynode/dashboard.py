@@ -158,7 +158,9 @@ class Dashboard:
             self.client.username_pw_set(username, password)
         if tls_ca:
             self.client.tls_set(ca_certs=tls_ca)
+        self.subscribed = threading.Event()
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(f"{base}/#", qos=1)
+        self.client.on_subscribe = lambda c, u, mid, codes, p: self.subscribed.set()
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(1, 10)
         self.host, self.port = host, port
@@ -167,9 +169,14 @@ class Dashboard:
         with self.lock:
             self.state.apply(message.topic, message.payload)
 
-    def start(self) -> None:
+    def start(self, timeout_s: float = 10.0) -> None:
+        """Connects and waits for the subscription: what is published after start() returns is seen."""
         self.client.connect_async(self.host, self.port)
         self.client.loop_start()
+        if not self.subscribed.wait(timeout_s):
+            self.stop()
+            raise RuntimeError(f"the live view could not subscribe on {self.host}:{self.port} "
+                               f"within {timeout_s:g} s")
 
     def renderable(self, title: str = "citynode demo"):
         with self.lock:

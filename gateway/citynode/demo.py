@@ -76,6 +76,9 @@ class Demo:
                 self.host, self.port = self.broker.host, self.broker.port
             else:
                 self.host, self.port = self._broker_arg
+            # The view subscribes first, so it sees the bridge's first publications too.
+            self.dashboard = Dashboard(self.host, self.port, "citynode")
+            self.dashboard.start()
             self.fleet = Fleet(self.node_count, scenario=self.scenario, broker=(self.host, self.port),
                                seed=self.seed, speed=self.speed, workdir=self.dir / "fleet",
                                lns_options={"application_id": APPLICATION_ID, "qos": 1})
@@ -83,8 +86,6 @@ class Demo:
             (self.dir / "registry.toml").write_text(registry_toml(self.fleet))
             self.bridge = Bridge(parse_config(self._bridge_config()))
             self.bridge.start()
-            self.dashboard = Dashboard(self.host, self.port, "citynode")
-            self.dashboard.start()
         except BaseException:
             self.stop()
             raise
@@ -113,15 +114,27 @@ class Demo:
             self.run_for(seconds=step_s)
 
     def settle(self, timeout_s: float = 30.0) -> bool:
-        """Wait until the bridge has published everything it stored (outbox empty)."""
-        assert self.bridge is not None
+        """Wait until everything the fleet's network server published has reached the live view: the bridge
+        received every `up` event, stored and published all it made of them, and the view holds every reading."""
+        assert self.bridge is not None and self.fleet is not None
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            _, health = self.bridge.health()
-            if health["outbox"]["depth"] == 0 and health["queue"] == 0:
+            if self._settled():
                 return True
-            time.sleep(0.2)
-        return False
+            time.sleep(0.1)
+        return self._settled()
+
+    def _settled(self) -> bool:
+        _, health = self.bridge.health()
+        received = sum(s["received"] for s in health["sources"].values())
+        if received < self.fleet.summary()["up_published"]:
+            return False
+        if health["outbox"]["depth"] or health["queue"]:
+            return False
+        stored = self.bridge.metrics.registry.get_sample_value("citynode_readings_out_total") or 0
+        with self.dashboard.lock if self.dashboard else self._lock:
+            seen = self.dashboard.state.counts["readings"] if self.dashboard else stored
+        return seen >= stored
 
     def summary(self) -> dict[str, Any]:
         fleet = self.fleet.summary() if self.fleet else {}

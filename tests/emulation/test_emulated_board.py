@@ -20,6 +20,8 @@ import serial
 from citynode.emulation.board import EmulatedBoard
 from citynode.emulation.board_repl import continue_with_input
 
+from helpers import open_descriptors
+
 MPREMOTE = str(Path(sys.executable).with_name("mpremote"))
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
 
@@ -346,12 +348,12 @@ def test_unplugging_removes_the_port_and_replugging_powers_the_board_up(make_boa
 
 
 def test_close_leaves_no_process_thread_or_descriptor(tmp_path):
-    fds, threads = len(os.listdir("/proc/self/fd")), threading.active_count()
+    fds, threads = open_descriptors(), set(threading.enumerate())
     board = EmulatedBoard(tmp_path / "flash", link=tmp_path / "ttyBOARD")
     assert board.path.is_symlink() and mpremote(board, "eval", "1").stdout == "1\n"
     board.close()
     assert children() == []
-    assert (len(os.listdir("/proc/self/fd")), threading.active_count()) == (fds, threads)
+    assert open_descriptors() - fds == set() and set(threading.enumerate()) == threads
     assert not (tmp_path / "ttyBOARD").exists()
 
 

@@ -14,6 +14,8 @@ from citynode.emulation.lns import LoopbackNetwork
 from citynode.emulation.pty_device import PtyDevice, PtyError, monotonic_ms
 from citynode.emulation.rak3172 import RAK3172
 
+from helpers import open_descriptors
+
 DEV_EUI = "AC1F09FFFE000001"
 
 
@@ -126,7 +128,7 @@ def test_clients_can_close_and_reopen_the_same_path(tmp_path):
 
 
 def test_close_leaves_no_thread_and_no_descriptor(tmp_path):
-    fds_before = set(os.listdir("/proc/self/fd"))
+    fds_before = open_descriptors()
     threads_before = set(threading.enumerate())
     dev = PtyDevice(rak(), link=tmp_path / "tty")
     with port(dev.path) as s:
@@ -136,13 +138,13 @@ def test_close_leaves_no_thread_and_no_descriptor(tmp_path):
     dev.close()
     dev.close()  # idempotent
     assert set(threading.enumerate()) == threads_before
-    assert set(os.listdir("/proc/self/fd")) == fds_before
+    assert open_descriptors() - fds_before == set()
     assert not (tmp_path / "tty").is_symlink()
 
 
 def test_a_link_that_is_a_regular_file_is_refused(tmp_path):
     (tmp_path / "tty").write_text("not a device")
-    fds_before = set(os.listdir("/proc/self/fd"))
+    fds_before = open_descriptors()
     with pytest.raises(PtyError):
         PtyDevice(rak(), link=tmp_path / "tty")
-    assert set(os.listdir("/proc/self/fd")) == fds_before
+    assert open_descriptors() - fds_before == set()
