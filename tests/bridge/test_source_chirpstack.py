@@ -134,12 +134,19 @@ def test_huge_floats_that_parse_as_infinity_are_not_numbers():
     assert isinstance(item, Uplink) and item.rx[0].rssi_dbm is None
 
 
-@pytest.mark.parametrize("time_text", ["1970-01-01T00:00:00Z", "2999-01-01T00:00:00Z", "yesterday", 12345,
+@pytest.mark.parametrize("time_text", ["1970-01-01T00:00:00Z", "2999-01-01T00:00:00Z", "2026-05-04T13:00:00Z",
+                                       "yesterday", 12345,
                                        "2026-13-45T99:99:99Z", "0001-01-01T00:00:00+23:59"])
 def test_times_far_off_or_unreadable_fall_back_to_the_bridges_time(time_text):
     body = doc("chirpstack_up_soil.json")
     body["time"] = time_text
     assert parse(body).received_at == NOW
+
+
+def test_a_network_server_clock_a_few_minutes_ahead_is_still_believed():
+    body = doc("chirpstack_up_soil.json")
+    body["time"] = "2026-05-04T12:05:00Z"
+    assert parse(body).received_at == datetime(2026, 5, 4, 12, 5, tzinfo=timezone.utc)
 
 
 def test_time_with_an_offset_is_converted_to_utc():

@@ -33,7 +33,9 @@ MAX_MESSAGE_BYTES = 256 * 1024  # an LNS uplink event is a few kB; anything far 
 MAX_RX = 64  # gateways kept per uplink
 MAX_NAME = 128
 PAST_LIMIT = timedelta(days=365)  # an LNS time further off than this is not believed: the bridge's time is used
-FUTURE_LIMIT = timedelta(days=1)
+# An LNS stamps uplinks when it receives them, so its time is never ahead of the bridge's except by clock skew;
+# a time further ahead than this would hold back alerts and the retained state, so it is not believed either.
+FUTURE_LIMIT = timedelta(minutes=10)
 _TIME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|z|[+-]\d{2}:?\d{2})?\Z")
 _HEX16 = re.compile(r"^[0-9a-fA-F]{16}\Z")
 
@@ -123,7 +125,7 @@ def b64(value: Any) -> bytes | None:
 
 def parse_time(value: Any, now: datetime) -> datetime:
     """An RFC 3339 time from an LNS (nanoseconds allowed) as aware UTC; `now` when missing, unreadable, or more
-    than a year in the past or a day in the future."""
+    than a year in the past or ten minutes in the future."""
     if isinstance(value, str):
         m = _TIME.match(value.strip())
         if m:
