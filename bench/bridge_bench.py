@@ -39,6 +39,7 @@ DEVICES = 100
 N_THROUGHPUT = 10_000
 LATENCY_RATE = 500
 LATENCY_SECONDS = 10
+RUNS = 3  # each throughput and latency figure is the median of this many runs
 PUBLISH_WINDOW = 1000
 TARGET_RATIO = 0.8
 TARGET_P99_MS = 20.0
@@ -335,10 +336,22 @@ def run(results: dict, n: int = N_THROUGHPUT) -> None:
     work = Path(tempfile.mkdtemp(prefix="citynode-bridge-bench-"))
     try:
         _registry(work / "registry.csv")
-        relay = _scenario(work, "relay", "relay", n)
-        bridge = _scenario(work, "bridge", "bridge", n)
-        latency = _scenario(work, "latency", "bridge", LATENCY_RATE * LATENCY_SECONDS, rate=LATENCY_RATE)
+        # On a 2-core machine shared by brokers, publisher and subscriber, single runs scatter (p99 from 7 to
+        # 40 ms seen in consecutive runs): each figure is the median of RUNS runs, the relay and the bridge
+        # alternating so that both see the same conditions.
+        relays, bridges_ = [], []
+        for i in range(RUNS):
+            relays.append(_scenario(work, f"relay{i}", "relay", n))
+            bridges_.append(_scenario(work, f"bridge{i}", "bridge", n))
+        latencies = [_scenario(work, f"latency{i}", "bridge", LATENCY_RATE * LATENCY_SECONDS, rate=LATENCY_RATE)
+                     for i in range(RUNS)]
         shared = _scenario(work, "shared", "bridge", n, bridges=2)
+        relay = _median_run(relays, lambda r: r["msg_per_s"])
+        bridge = _median_run(bridges_, lambda r: r["msg_per_s"])
+        latency = _median_run(latencies, lambda r: r.get("latency_ms", {}).get("p99", float("inf")))
+        relay["runs_msg_per_s"] = [r["msg_per_s"] for r in relays]
+        bridge["runs_msg_per_s"] = [r["msg_per_s"] for r in bridges_]
+        latency["runs_p99_ms"] = [r.get("latency_ms", {}).get("p99") for r in latencies]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     ratio = bridge["msg_per_s"] / relay["msg_per_s"] if relay["msg_per_s"] else 0.0
@@ -346,9 +359,9 @@ def run(results: dict, n: int = N_THROUGHPUT) -> None:
     results["bridge"] = {
         "workload": f"{n} ChirpStack v4 uplinks (soil readings) from {DEVICES} registered devices, QoS 1 end to end",
         "relay": relay, "bridge": bridge, "ratio_to_relay": round(ratio, 3),
-        "ratio_target": TARGET_RATIO, "ratio_met": ratio >= TARGET_RATIO and bridge["lost"] == 0,
+        "ratio_target": TARGET_RATIO, "ratio_met": ratio >= TARGET_RATIO and bridge["lost_all_runs"] == 0,
         "latency_at_rate": {"rate_per_s": LATENCY_RATE, **latency}, "p99_target_ms": TARGET_P99_MS,
-        "p99_met": p99 <= TARGET_P99_MS and latency["lost"] == 0,
+        "p99_met": p99 <= TARGET_P99_MS and latency["lost_all_runs"] == 0,
         "shared_two_bridges": shared,
         "shared_speedup": round(shared["msg_per_s"] / bridge["msg_per_s"], 3) if bridge["msg_per_s"] else 0.0,
     }
@@ -371,11 +384,15 @@ def markdown(results: dict) -> str:
         f"| two bridges, shared subscription + Redis dedup | {b['shared_two_bridges']['msg_per_s']} | "
         f"{b['shared_two_bridges']['received']} | {b['shared_two_bridges']['lost']} | "
         f"{b['shared_two_bridges']['duplicates']} |", "",
+        f"- Readings lost over all runs: relay {b['relay'].get('lost_all_runs')}, bridge "
+        f"{b['bridge'].get('lost_all_runs')}, bridge at {LATENCY_RATE}/s {b['latency_at_rate'].get('lost_all_runs')}.",
         f"- Bridge / relay throughput: **{b['ratio_to_relay']}** (target >= {b['ratio_target']}: "
-        f"{mark(b['ratio_met'])}).",
+        f"{mark(b['ratio_met'])}); medians of {RUNS} runs each, msg/s per run: relay "
+        f"{b['relay'].get('runs_msg_per_s')}, bridge {b['bridge'].get('runs_msg_per_s')}.",
         f"- Latency at {b['latency_at_rate']['rate_per_s']} uplinks/s, LNS publish to reading received: p50 "
         f"{lat.get('p50')} ms, p90 {lat.get('p90')} ms, p99 **{lat.get('p99')} ms**, max {lat.get('max')} ms "
-        f"(target p99 <= {b['p99_target_ms']} ms: {mark(b['p99_met'])}).",
+        f"(target p99 <= {b['p99_target_ms']} ms: {mark(b['p99_met'])}); the run with the median p99 of {RUNS}, "
+        f"p99 per run: {b['latency_at_rate'].get('runs_p99_ms')} ms.",
         f"- Two bridge processes vs one: x{b['shared_speedup']} (uplinks per process: "
         f"{b['shared_two_bridges'].get('uplinks_per_bridge')}).",
         f"- CPU per message in the consumer process: relay {_us(b['relay'])} µs, bridge {_us(b['bridge'])} µs. "
@@ -386,6 +403,13 @@ def markdown(results: dict) -> str:
         "processes add a Redis round trip per uplink and compete for the same cores.", "",
     ]
     return "\n".join(lines)
+
+
+def _median_run(runs: list[dict], key: Any) -> dict:
+    """The run whose figure is the median (RUNS is odd), with the losses of all runs: a loss in any run counts."""
+    chosen = dict(sorted(runs, key=key)[len(runs) // 2])
+    chosen["lost_all_runs"] = sum(r["lost"] for r in runs)
+    return chosen
 
 
 def _us(result: dict) -> float:
