@@ -15,7 +15,10 @@ def test_capacitive_soil_probe_reads_the_simulated_moisture(board, deploy, run_w
     wake = run_wake()
     expected = world.at(wake.board_time)
     assert wake.sample["vwc_pct"] == pytest.approx(expected.vwc(), abs=0.3)
-    assert wake.raw_mv == pytest.approx(expected.probe_mv(), abs=5)  # the ADC, in millivolts
+    # The simulated probe jitters by up to 3 mV, changing every second, and wake.board_time is read when the
+    # wake has ended (seconds later on a loaded machine): the ADC must agree with one of the last seconds.
+    seconds = [world.at(wake.board_time - dt).probe_mv() for dt in range(4)]
+    assert min(seconds) - 2 <= wake.raw_mv <= max(seconds) + 2  # the ADC, in millivolts
     assert "uncalibrated" not in wake.sample["flags"]
 
 
