@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -57,3 +58,33 @@ def test_without_mosquitto_the_demo_runs_on_the_embedded_python_broker(tmp_path)
         demo.stop()
     assert summary["broker_kind"] == "amqtt" and summary["readings_at_platform"] > 0
     assert _processes_using(tmp_path) == []
+
+
+def test_ctrl_c_in_the_terminal_stops_everything_in_order_and_leaves_nothing_running():
+    # A Ctrl-C reaches the whole foreground process group; simulate it with killpg on the demo's own group.
+    import json
+    import os
+    import signal
+    import socket
+
+    proc = subprocess.Popen([sys.executable, "-m", "citynode", "demo", "--nodes", "2", "--no-ui", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        for line in proc.stderr:
+            if "subscribed to" in line:  # the bridge's input is up: the fleet is running
+                break
+        time.sleep(1.0)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "connection lost" not in err  # the broker outlived the bridge: it is stopped last
+    summary = json.loads(out.strip().splitlines()[-1])
+    host, port = summary["broker"].rsplit(":", 1)
+    with pytest.raises(OSError):
+        socket.create_connection((host, int(port)), timeout=1).close()
+    left = subprocess.run(["ps", "-o", "pid=", "-s", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert left == []

@@ -75,7 +75,10 @@ class Broker:
     def start(self, timeout: float = 15.0) -> Broker:
         log = open(self.dir / f"{self.kind}.stderr", "ab")  # noqa: SIM115 - handed to the child process
         try:
-            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+            # Its own session: a Ctrl-C in the terminal reaches only the owner, which stops the broker last,
+            # after the bridge has drained into it.
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                                         start_new_session=True)
         finally:
             log.close()
         deadline = time.monotonic() + timeout
