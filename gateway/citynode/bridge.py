@@ -33,7 +33,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from citynode.config import BridgeConfig, ConfigError
@@ -127,15 +127,12 @@ class Bridge:
 
     def _sink_settings(self) -> MqttSinkSettings:
         o = self.config.output
-        return MqttSinkSettings(
-            host=o.host, port=o.port, tls=o.tls, ca_file=o.ca_file, cert_file=o.cert_file, key_file=o.key_file,
-            username=o.username, password=o.password,
-            client_id=f"{o.client_id}-{self.instance}" if self.instance else o.client_id,
-            base_topic=o.base_topic, instance=self.instance or None, qos=o.qos, inflight_window=o.inflight_window,
-            keepalive_s=o.keepalive_s, protocol=o.protocol, reconnect_min_s=o.reconnect_min_s,
-            reconnect_max_s=o.reconnect_max_s, max_payload_bytes=o.max_payload_bytes,
-            command_share_group=self.config.bridge.shared_group or None, republish_retained=o.republish_retained,
-            give_up_after_s=o.give_up_after_s)
+        # Every [output] key the sink also knows goes over as configured, so a key added to both cannot be missed
+        # here; only what depends on the bridge instance is set by hand.
+        given = {f.name: getattr(o, f.name) for f in fields(MqttSinkSettings) if hasattr(o, f.name)}
+        given.update(client_id=f"{o.client_id}-{self.instance}" if self.instance else o.client_id,
+                     instance=self.instance or None, command_share_group=self.config.bridge.shared_group or None)
+        return MqttSinkSettings(**given)
 
     def _source(self, kind: str, settings: Any) -> Any:
         if kind == "chirpstack":

@@ -191,6 +191,30 @@ def test_scale_out_without_an_instance_name_is_refused(tmp_path):
     assert err.value.key == "bridge.instance"
 
 
+def test_the_output_section_reaches_the_sink_as_configured_with_the_instance_added(tmp_path):
+    output = {"host": "broker.example", "port": 8883, "tls": True, "username": "bridge", "password": "s3cret",
+              "client_id": "cn", "base_topic": "city/iot", "qos": 2, "inflight_window": 17, "keepalive_s": 45,
+              "protocol": "5", "reconnect_min_s": 0.2, "reconnect_max_s": 9.0, "max_payload_bytes": 4096,
+              "republish_retained": False, "give_up_after_s": 60.0}
+    doc = {"input": {"chirpstack": {"host": "127.0.0.1", "anonymous": True}}, "output": output,
+           "outbox": {"path": str(tmp_path / "o.sqlite")}, "registry": {"path": str(EXAMPLES / "registry.toml")},
+           "metrics": {"enabled": False}, "bridge": {"shared_group": "g", "instance": "b1"},
+           "dedup": {"redis_url": "redis://127.0.0.1:1/0"}}
+    b = BridgeWithFakes(parse_config(doc, "test", {}))
+    try:
+        got = b.sink.settings
+        for key, value in output.items():
+            if key == "password":
+                assert got.password.reveal() == value
+            elif key == "client_id":
+                assert got.client_id == "cn-b1"  # each instance its own MQTT session
+            else:
+                assert getattr(got, key) == value, key
+        assert got.instance == "b1" and got.command_share_group == "g"
+    finally:
+        b.outbox.close()
+
+
 def test_a_chirpstack_downlink_payload_round_trips_the_codec(bridge, mosquitto):
     # The Downlink handed to the source carries the codec's bytes for the command (request_status, no fields).
     source = bridge.sources["chirpstack"]
