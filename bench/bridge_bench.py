@@ -80,17 +80,25 @@ def _uplink(i: int, now_iso: str) -> tuple[str, bytes, tuple[str, int]]:
     return f"application/bench/device/{eui}/event/up", json.dumps(body).encode(), (eui, fcnt)
 
 
-def _publisher(port: int, n: int, rate: float | None, go: Any, out: Any) -> None:
-    """Publishes n uplinks at QoS 1 (at most PUBLISH_WINDOW un-acked), paced at `rate` per second if given."""
+def _windowed_publisher(port: int, client_id: str) -> tuple[Any, threading.Semaphore]:
+    """A started QoS 1 publisher and the semaphore that keeps at most PUBLISH_WINDOW of its messages un-acked
+    (acquire before each publish; the PUBACK releases)."""
     import paho.mqtt.client as mqtt
 
-    messages = [_uplink(i, "2026-05-04T09:34:15Z") for i in range(n)]
     window = threading.Semaphore(PUBLISH_WINDOW)
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{os.getpid()}")
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
     client.max_inflight_messages_set(PUBLISH_WINDOW)
     client.on_publish = lambda *a: window.release()
     client.connect("127.0.0.1", port, 60)
     client.loop_start()
+    return client, window
+
+
+def _publisher(port: int, n: int, rate: float | None, go: Any, out: Any) -> None:
+    """Publishes n uplinks at QoS 1 (at most PUBLISH_WINDOW un-acked), paced at `rate` per second if given."""
+
+    messages = [_uplink(i, "2026-05-04T09:34:15Z") for i in range(n)]
+    client, window = _windowed_publisher(port, f"bench-pub-{os.getpid()}")
     go.wait()
     sent: dict[tuple[str, int], float] = {}
     start = time.monotonic()
@@ -150,12 +158,7 @@ def _relay(lns_port: int, out_port: int, ready: Any, stop: Any) -> None:
     """The baseline: subscribe at QoS 1, republish each message unchanged at QoS 1 (windowed)."""
     import paho.mqtt.client as mqtt
 
-    window = threading.Semaphore(PUBLISH_WINDOW)
-    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-relay-out-{os.getpid()}")
-    pub.max_inflight_messages_set(PUBLISH_WINDOW)
-    pub.on_publish = lambda *a: window.release()
-    pub.connect("127.0.0.1", out_port, 60)
-    pub.loop_start()
+    pub, window = _windowed_publisher(out_port, f"bench-relay-out-{os.getpid()}")
 
     def on_message(client: Any, userdata: Any, msg: Any) -> None:
         window.acquire()

@@ -127,7 +127,7 @@ class Demo:
     def _settled(self) -> bool:
         _, health = self.bridge.health()
         received = sum(s["received"] for s in health["sources"].values())
-        if received < self.fleet.summary()["up_published"]:
+        if received < sum(s.published for s in self.fleet.sent):  # `up` events the LNS published
             return False
         if health["outbox"]["depth"] or health["queue"]:
             return False
